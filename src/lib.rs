@@ -1,0 +1,11 @@
+//! mvla: on-robot controller for a Mobile-VLA policy.
+//!
+//! Camera → preprocessing → policy → motor loop, in one process. See the
+//! README for the layout map; `shared/design/ARCHITECTURE.md` for the design.
+
+pub mod clock;
+pub mod eval;
+pub mod npy;
+pub mod policy;
+pub mod preprocess;
+pub mod record;

@@ -1,0 +1,365 @@
+//! `mvla`: the on-robot controller's command line.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use mvla::eval::{evaluate_episode, EpisodeReport, ErrorSums, Metrics};
+use mvla::policy::tract::TractPolicy;
+use mvla::policy::PolicyRunner;
+use mvla::preprocess::{ChannelOrder, CpuPreprocessor, FrameRef, Preprocessor, Rotation};
+use mvla::record::{collect_episode_paths, Episode};
+
+/// Exit codes, so systemd and scripts can tell failures apart.
+mod exit {
+    /// Bad arguments, configuration, model or input: retrying will not help.
+    pub const BAD_INPUT: u8 = 2;
+    /// Runtime failure.
+    pub const FAILURE: u8 = 1;
+    /// `eval` finished but skipped at least one unreadable episode.
+    pub const PARTIAL: u8 = 3;
+}
+
+/// Built-in defaults (relative to the repository root): the tiny fixture
+/// model and the bundled episodes, so the commands run with no hardware.
+const DEFAULT_MODEL_DIR: &str = "tests/fixtures/tiny_model";
+const DEFAULT_EPISODES: &str = "tests/fixtures/episodes";
+
+#[derive(Parser)]
+#[command(
+    name = "mvla",
+    version,
+    about = "On-robot controller for a Mobile-VLA policy (camera -> policy -> Serbot wheels)",
+    long_about = "On-robot controller for a Mobile-VLA policy.\n\n\
+        Model directories hold backbone.onnx, head.onnx and model.json as written by \
+        engines/export.py. Exit codes: 0 ok, 1 runtime failure, 2 bad input or configuration, \
+        3 eval skipped unreadable episodes."
+)]
+struct Cli {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OrderArg {
+    Bgr,
+    Rgb,
+}
+
+impl From<OrderArg> for ChannelOrder {
+    fn from(o: OrderArg) -> Self {
+        match o {
+            OrderArg::Bgr => ChannelOrder::Bgr,
+            OrderArg::Rgb => ChannelOrder::Rgb,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate a model on recorded episodes (RMSE, direction agreement).
+    ///
+    /// Feeds each episode's frames in order as training steps and compares each
+    /// predicted chunk step with the recorded action it refers to. Episodes
+    /// that cannot be read are reported by name and skipped.
+    Eval {
+        /// Model directory (backbone.onnx, head.onnx, model.json).
+        #[arg(long, default_value = DEFAULT_MODEL_DIR)]
+        model: PathBuf,
+        /// Episode files (.h5) or directories of them.
+        #[arg(default_value = DEFAULT_EPISODES)]
+        episodes: Vec<PathBuf>,
+        /// Machine-readable JSON on stdout instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Preprocess one frame exactly as the runtime does and write the model input.
+    ///
+    /// Input: a u8 [H, W, 3] .npy frame. Output: the float32 [1, 3, h, w] tensor
+    /// the backbone receives, as .npy, for comparison with Pillow/PyTorch.
+    Preprocess {
+        #[arg(long, default_value = DEFAULT_MODEL_DIR)]
+        model: PathBuf,
+        /// Frame file: u8 .npy of shape [H, W, 3].
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the float32 [1, 3, h, w] .npy tensor.
+        #[arg(long)]
+        out: PathBuf,
+        /// Channel order of the frame's bytes (the robot's camera pipeline delivers BGR).
+        #[arg(long, value_enum, default_value = "bgr")]
+        frame_order: OrderArg,
+        /// Rotation still to apply: 0 for frames as stored in episodes (already
+        /// rotated), the model's camera_rotation_deg for raw camera frames.
+        #[arg(long, default_value_t = 0)]
+        rotate_deg: u32,
+    },
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .try_init();
+}
+
+/// An error that means "the input is wrong" (exit 2) rather than "something failed" (exit 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+fn load_policy(model: &Path) -> Result<TractPolicy> {
+    TractPolicy::load(model).map_err(|e| BadInput(format!("model {}: {e}", model.display())).into())
+}
+
+fn cmd_preprocess(
+    model: &Path,
+    input: &Path,
+    out: &Path,
+    frame_order: ChannelOrder,
+    rotate_deg: u32,
+) -> Result<u8> {
+    let meta = mvla::policy::ModelMeta::load(model).map_err(|e| BadInput(e.to_string()))?;
+    let rotation = Rotation::from_degrees(rotate_deg).ok_or_else(|| {
+        BadInput(format!(
+            "--rotate-deg {rotate_deg}: supported values are 0 and 180"
+        ))
+    })?;
+    let frame = mvla::npy::read::<u8>(input).map_err(|e| BadInput(e.to_string()))?;
+    if frame.shape.len() != 3 || frame.shape[2] != 3 {
+        bail!(BadInput(format!(
+            "{}: shape {:?}, expected [H, W, 3]",
+            input.display(),
+            frame.shape
+        )));
+    }
+    let spec = meta.preprocess_spec(rotation);
+    let mut pre = CpuPreprocessor::new(spec);
+    let mut tensor = vec![0f32; spec.output_len()];
+    pre.run(
+        FrameRef {
+            width: frame.shape[1],
+            height: frame.shape[0],
+            order: frame_order,
+            data: &frame.data,
+        },
+        &mut tensor,
+    )
+    .map_err(|e| BadInput(format!("{}: {e}", input.display())))?;
+    mvla::npy::write(out, &[1, 3, spec.out_height, spec.out_width], &tensor)?;
+    eprintln!(
+        "wrote {} [1, 3, {}, {}] ({} frame {}x{}, rotation {}°, model order {})",
+        out.display(),
+        spec.out_height,
+        spec.out_width,
+        frame_order,
+        frame.shape[1],
+        frame.shape[0],
+        rotate_deg,
+        spec.model_order
+    );
+    Ok(0)
+}
+
+#[derive(serde::Serialize)]
+struct EvalSummary<'a> {
+    model_dir: String,
+    model_id: &'a str,
+    episodes: Vec<EpisodeJson<'a>>,
+    skipped: Vec<Skipped>,
+    overall_first: Metrics,
+    overall_chunk: Metrics,
+    steps_evaluated: usize,
+}
+
+#[derive(serde::Serialize)]
+struct EpisodeJson<'a> {
+    name: &'a str,
+    path: &'a str,
+    frames: usize,
+    steps_evaluated: usize,
+    first: Metrics,
+    chunk: Metrics,
+}
+
+#[derive(serde::Serialize)]
+struct Skipped {
+    path: String,
+    error: String,
+}
+
+fn cmd_eval(model: &Path, inputs: &[PathBuf], json: bool) -> Result<u8> {
+    let policy = load_policy(model)?;
+    let meta = policy_meta_summary(&policy);
+    let window = meta.1;
+    let model_id = meta.0;
+    let paths = collect_episode_paths(inputs).context("listing episodes")?;
+    if paths.is_empty() {
+        bail!(BadInput(format!("no episodes found in {inputs:?}")));
+    }
+    let spec = {
+        use mvla::policy::Policy;
+        // Recorded frames were rotated by the capture pipeline before they were stored.
+        policy.meta().preprocess_spec(Rotation::None)
+    };
+    let mut pre = CpuPreprocessor::new(spec);
+    let mut runner = PolicyRunner::new(policy, window);
+
+    let mut episodes = Vec::new();
+    let mut skipped = Vec::new();
+    let mut opened = Vec::new();
+    for path in &paths {
+        match Episode::open(path) {
+            Ok(ep) => opened.push(ep),
+            Err(e) => skipped.push(Skipped {
+                path: path.display().to_string(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    let total: u64 = opened.iter().map(|e| e.frames as u64).sum();
+    let bar = if std::io::stderr().is_terminal() && !json {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps {elapsed} {msg}")
+            .expect("static template"),
+    );
+    for ep in &opened {
+        bar.set_message(ep.name());
+        match evaluate_episode(&mut runner, &mut pre, ep, || bar.inc(1)) {
+            Ok(r) => episodes.push(r),
+            Err(e) => skipped.push(Skipped {
+                path: ep.path.display().to_string(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    bar.finish_and_clear();
+
+    let mut first = ErrorSums::default();
+    let mut chunk = ErrorSums::default();
+    for r in &episodes {
+        first.merge(&r.first);
+        chunk.merge(&r.chunk);
+    }
+    let steps: usize = episodes.iter().map(|r| r.steps_evaluated).sum();
+    if json {
+        let summary = EvalSummary {
+            model_dir: model.display().to_string(),
+            model_id: &model_id,
+            episodes: episodes.iter().map(episode_json).collect(),
+            skipped,
+            overall_first: first.metrics(),
+            overall_chunk: chunk.metrics(),
+            steps_evaluated: steps,
+        };
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(if summary.skipped.is_empty() {
+            0
+        } else {
+            exit::PARTIAL
+        });
+    }
+    print_eval_table(model, &model_id, &episodes, &first, &chunk, steps);
+    for s in &skipped {
+        println!("SKIPPED {}: {}", s.path, s.error);
+    }
+    Ok(if skipped.is_empty() { 0 } else { exit::PARTIAL })
+}
+
+fn policy_meta_summary(policy: &TractPolicy) -> (String, usize) {
+    use mvla::policy::Policy;
+    (policy.meta().model_id.clone(), policy.meta().raw.window)
+}
+
+fn episode_json(r: &EpisodeReport) -> EpisodeJson<'_> {
+    EpisodeJson {
+        name: &r.name,
+        path: &r.path,
+        frames: r.frames,
+        steps_evaluated: r.steps_evaluated,
+        first: r.first.metrics(),
+        chunk: r.chunk.metrics(),
+    }
+}
+
+fn print_eval_table(
+    model: &Path,
+    model_id: &str,
+    episodes: &[EpisodeReport],
+    first: &ErrorSums,
+    chunk: &ErrorSums,
+    steps: usize,
+) {
+    println!("model {} ({model_id})", model.display());
+    println!(
+        "{:<48} {:>5} {:>8} {:>8} {:>8} {:>6} {:>10}",
+        "episode", "steps", "rmse_x", "rmse_y", "rmse", "dir", "chunk_rmse"
+    );
+    let row = |name: &str, steps: usize, f: Metrics, c: Metrics| {
+        println!(
+            "{:<48} {:>5} {:>8.4} {:>8.4} {:>8.4} {:>5.1}% {:>10.4}",
+            name,
+            steps,
+            f.rmse_x,
+            f.rmse_y,
+            f.rmse_all,
+            100.0 * f.direction_agreement,
+            c.rmse_all
+        );
+    };
+    for r in episodes {
+        row(
+            &r.name,
+            r.steps_evaluated,
+            r.first.metrics(),
+            r.chunk.metrics(),
+        );
+    }
+    row("OVERALL", steps, first.metrics(), chunk.metrics());
+    println!("(rmse/dir: chunk step 0 vs the recorded action; chunk_rmse: every chunk step with a recorded action; target rmse < 0.12)");
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Eval {
+            model,
+            episodes,
+            json,
+        } => cmd_eval(&model, &episodes, json),
+        Command::Preprocess {
+            model,
+            input,
+            out,
+            frame_order,
+            rotate_deg,
+        } => cmd_preprocess(&model, &input, &out, frame_order.into(), rotate_deg),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<BadInput>().is_some() {
+                ExitCode::from(exit::BAD_INPUT)
+            } else {
+                ExitCode::from(exit::FAILURE)
+            }
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Frame → model input tensor.
+//!
+//! Order of operations, as the training data was produced: the camera frame
+//! (u8 H×W×3 in the camera's channel order) → rotation (the camera is mounted
+//! upside down on the Serbot; recorded episodes are already rotated) →
+//! Pillow-exact bilinear resize to the model size → channel order the model
+//! was trained on → `(v/255 − mean[c]) / std[c]` → planar CHW f32.
+//!
+//! [`CpuPreprocessor`] is the reference implementation (and the CPU twin of
+//! the CUDA kernels).
+
+pub mod resize;
+
+use resize::PillowBilinear;
+
+/// Channel order of packed 3-channel pixels (first byte first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    Rgb,
+    Bgr,
+}
+
+impl ChannelOrder {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "rgb" => Some(Self::Rgb),
+            "bgr" => Some(Self::Bgr),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rgb => "rgb",
+            Self::Bgr => "bgr",
+        }
+    }
+}
+
+impl std::fmt::Display for ChannelOrder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    None,
+    Rotate180,
+}
+
+impl Rotation {
+    pub fn from_degrees(deg: u32) -> Option<Self> {
+        match deg {
+            0 => Some(Self::None),
+            180 => Some(Self::Rotate180),
+            _ => None,
+        }
+    }
+
+    pub fn degrees(self) -> u32 {
+        match self {
+            Self::None => 0,
+            Self::Rotate180 => 180,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalisation {
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+/// Everything that decides the tensor for a frame, apart from the frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PreprocessSpec {
+    pub out_width: usize,
+    pub out_height: usize,
+    /// Channel order of the tensor the model was trained on.
+    pub model_order: ChannelOrder,
+    /// Rotation still to apply to incoming frames.
+    pub rotation: Rotation,
+    pub normalisation: Normalisation,
+}
+
+impl PreprocessSpec {
+    pub fn output_len(&self) -> usize {
+        3 * self.out_width * self.out_height
+    }
+}
+
+/// A borrowed packed u8 frame, row-major H×W×3.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameRef<'a> {
+    pub width: usize,
+    pub height: usize,
+    pub order: ChannelOrder,
+    pub data: &'a [u8],
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PreprocessError {
+    #[error("frame is {width}x{height}x3 = {expected} bytes but holds {actual}")]
+    FrameSize {
+        width: usize,
+        height: usize,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("frame is empty ({width}x{height})")]
+    EmptyFrame { width: usize, height: usize },
+    #[error("output buffer holds {actual} floats, the model input needs {expected}")]
+    OutputSize { expected: usize, actual: usize },
+}
+
+/// Turns frames into model input tensors. Implementations: [`CpuPreprocessor`]
+/// (reference) and, with the `cuda` feature, the CUDA kernels.
+pub trait Preprocessor {
+    fn spec(&self) -> &PreprocessSpec;
+    /// Write the CHW f32 tensor for `frame` into `out` (`3·H·W` floats).
+    fn run(&mut self, frame: FrameRef<'_>, out: &mut [f32]) -> Result<(), PreprocessError>;
+}
+
+/// CPU reference preprocessing. Reuses its buffers while the input size stays
+/// the same; a new input size rebuilds the resize plan (a camera does not
+/// change size in steady state).
+#[derive(Debug, Clone)]
+pub struct CpuPreprocessor {
+    spec: PreprocessSpec,
+    plan: Option<PillowBilinear>,
+    rotated: Vec<u8>,
+    resized: Vec<u8>,
+}
+
+impl CpuPreprocessor {
+    pub fn new(spec: PreprocessSpec) -> Self {
+        Self {
+            spec,
+            plan: None,
+            rotated: Vec::new(),
+            resized: vec![0; spec.output_len()],
+        }
+    }
+
+    /// Rotation + resize only: the u8 `out_h × out_w × 3` image (still in the
+    /// frame's channel order) that Pillow's `Image.resize` would produce.
+    pub fn resize_u8(&mut self, frame: FrameRef<'_>) -> Result<&[u8], PreprocessError> {
+        let expected = frame.width * frame.height * 3;
+        if frame.width == 0 || frame.height == 0 {
+            return Err(PreprocessError::EmptyFrame {
+                width: frame.width,
+                height: frame.height,
+            });
+        }
+        if frame.data.len() != expected {
+            return Err(PreprocessError::FrameSize {
+                width: frame.width,
+                height: frame.height,
+                expected,
+                actual: frame.data.len(),
+            });
+        }
+        let needs_plan = self
+            .plan
+            .as_ref()
+            .is_none_or(|p| p.in_size() != (frame.width, frame.height));
+        if needs_plan {
+            self.plan = Some(PillowBilinear::new(
+                frame.width,
+                frame.height,
+                self.spec.out_width,
+                self.spec.out_height,
+            ));
+        }
+        let plan = self.plan.as_mut().expect("plan set above");
+        let src: &[u8] = match self.spec.rotation {
+            Rotation::None => frame.data,
+            Rotation::Rotate180 => {
+                self.rotated.resize(expected, 0);
+                rotate_180(frame.data, &mut self.rotated);
+                &self.rotated
+            }
+        };
+        plan.run(src, &mut self.resized);
+        Ok(&self.resized)
+    }
+}
+
+/// 180° rotation of a packed 3-channel image: pixel i ↔ pixel (n − 1 − i).
+pub fn rotate_180(src: &[u8], dst: &mut [u8]) {
+    debug_assert_eq!(src.len(), dst.len());
+    for (d, s) in dst.chunks_exact_mut(3).zip(src.chunks_exact(3).rev()) {
+        d.copy_from_slice(s);
+    }
+}
+
+/// u8 HWC (in `order`) → normalised f32 CHW in the model's order.
+pub fn normalise_to_chw(
+    hwc: &[u8],
+    width: usize,
+    height: usize,
+    order: ChannelOrder,
+    spec: &PreprocessSpec,
+    out: &mut [f32],
+) {
+    let plane = width * height;
+    debug_assert_eq!(hwc.len(), plane * 3);
+    debug_assert_eq!(out.len(), plane * 3);
+    let swap = order != spec.model_order;
+    let n = &spec.normalisation;
+    for c in 0..3 {
+        // Tensor channel c comes from source channel c, or 2 − c when the orders differ.
+        let src_c = if swap { 2 - c } else { c };
+        let (mean, std) = (n.mean[c], n.std[c]);
+        let dst = &mut out[c * plane..(c + 1) * plane];
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = (f32::from(hwc[i * 3 + src_c]) / 255.0 - mean) / std;
+        }
+    }
+}
+
+impl Preprocessor for CpuPreprocessor {
+    fn spec(&self) -> &PreprocessSpec {
+        &self.spec
+    }
+
+    fn run(&mut self, frame: FrameRef<'_>, out: &mut [f32]) -> Result<(), PreprocessError> {
+        if out.len() != self.spec.output_len() {
+            return Err(PreprocessError::OutputSize {
+                expected: self.spec.output_len(),
+                actual: out.len(),
+            });
+        }
+        self.resize_u8(frame)?;
+        let spec = self.spec;
+        normalise_to_chw(
+            &self.resized,
+            spec.out_width,
+            spec.out_height,
+            frame.order,
+            &spec,
+            out,
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(order: ChannelOrder, rotation: Rotation) -> PreprocessSpec {
+        PreprocessSpec {
+            out_width: 2,
+            out_height: 1,
+            model_order: order,
+            rotation,
+            normalisation: Normalisation {
+                mean: [0.0; 3],
+                std: [1.0; 3],
+            },
+        }
+    }
+
+    #[test]
+    fn rotation_180_reverses_pixels_not_channels() {
+        let src = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+        let mut dst = [0; 9];
+        rotate_180(&src, &mut dst);
+        assert_eq!(dst, [7, 8, 9, 4, 5, 6, 1, 2, 3]);
+    }
+
+    #[test]
+    fn channel_swap_when_orders_differ() {
+        // One BGR pixel per output position (no resize: 2x1 -> 2x1).
+        let data = [10, 20, 30, 40, 50, 60];
+        let frame = FrameRef {
+            width: 2,
+            height: 1,
+            order: ChannelOrder::Bgr,
+            data: &data,
+        };
+        let mut out = [0f32; 6];
+        CpuPreprocessor::new(spec(ChannelOrder::Rgb, Rotation::None))
+            .run(frame, &mut out)
+            .unwrap();
+        let v = |x: u8| f32::from(x) / 255.0;
+        // Tensor channel 0 (R) = frame byte 2 of each pixel.
+        assert_eq!(out, [v(30), v(60), v(20), v(50), v(10), v(40)]);
+        CpuPreprocessor::new(spec(ChannelOrder::Bgr, Rotation::Rotate180))
+            .run(frame, &mut out)
+            .unwrap();
+        assert_eq!(out, [v(40), v(10), v(50), v(20), v(60), v(30)]);
+    }
+
+    #[test]
+    fn wrong_frame_size_is_an_error() {
+        let data = [0u8; 5];
+        let frame = FrameRef {
+            width: 2,
+            height: 1,
+            order: ChannelOrder::Bgr,
+            data: &data,
+        };
+        let mut out = [0f32; 6];
+        let err = CpuPreprocessor::new(spec(ChannelOrder::Bgr, Rotation::None))
+            .run(frame, &mut out)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            PreprocessError::FrameSize {
+                width: 2,
+                height: 1,
+                expected: 6,
+                actual: 5
+            }
+        );
+    }
+}
