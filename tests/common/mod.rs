@@ -1,0 +1,44 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn tiny_model() -> PathBuf {
+    fixtures().join("tiny_model")
+}
+
+pub fn episodes_dir() -> PathBuf {
+    fixtures().join("episodes")
+}
+
+pub const FLAT_EPISODE: &str = "episode_20250101_120000_1box_hori_left_core_medium";
+pub const OBS_EPISODE: &str = "episode_20250102_093000_v3_right";
+
+/// The same deterministic pattern as `engines/make_fixtures.py::pattern_frame`.
+pub fn pattern_frame(width: usize, height: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(width * height * 3);
+    for y in 0..height as u64 {
+        for x in 0..width as u64 {
+            for c in 0..3u64 {
+                let noise = ((x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503) ^ c.wrapping_mul(9973)) >> 5) & 127;
+                let ramp = (x + 2 * y + 50 * c) % 128;
+                out.push((noise + ramp) as u8);
+            }
+        }
+    }
+    out
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Path of the built `mvla` binary (integration tests of the CLI).
+pub fn mvla_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mvla"))
+}

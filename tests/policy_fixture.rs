@@ -1,0 +1,168 @@
+//! The tract backend and the policy runner against PyTorch references
+//! (tests/fixtures/reference, from engines/make_fixtures.py: Hugging Face
+//! Kosmos-2 with unmerged LoRA + the training code's streaming LSTM rule).
+
+mod common;
+
+use common::*;
+use mvla::clock::Timestamp;
+use mvla::npy;
+use mvla::policy::tract::TractPolicy;
+use mvla::policy::{ModelMeta, Policy, PolicyError, PolicyRunner};
+use mvla::preprocess::{CpuPreprocessor, FrameRef, Preprocessor, Rotation};
+use mvla::record::Episode;
+
+const TOL: f32 = 1e-4;
+
+fn episode_tensors(stem: &str, meta: &ModelMeta) -> Vec<Vec<f32>> {
+    let ep = Episode::open(&episodes_dir().join(format!("{stem}.h5"))).unwrap();
+    let spec = meta.preprocess_spec(Rotation::None);
+    let mut pre = CpuPreprocessor::new(spec);
+    let mut frame = Vec::new();
+    (0..ep.frames)
+        .map(|i| {
+            ep.read_frame(i, &mut frame).unwrap();
+            let mut t = vec![0f32; spec.output_len()];
+            pre.run(
+                FrameRef {
+                    width: ep.width,
+                    height: ep.height,
+                    order: ep.channel_order,
+                    data: &frame,
+                },
+                &mut t,
+            )
+            .unwrap();
+            t
+        })
+        .collect()
+}
+
+#[test]
+fn episode_frames_preprocess_like_pillow() {
+    let meta = ModelMeta::load(&tiny_model()).unwrap();
+    for stem in [FLAT_EPISODE, OBS_EPISODE] {
+        let ours = &episode_tensors(stem, &meta)[0];
+        let reference = npy::read::<f32>(&fixtures().join(format!("reference/{stem}_frame0_tensor.npy"))).unwrap();
+        assert!(max_abs_diff(ours, &reference.data) <= 1e-5, "{stem}");
+    }
+}
+
+#[test]
+fn backbone_features_match_pytorch() {
+    let mut policy = TractPolicy::load(&tiny_model()).unwrap();
+    let dim = policy.meta().feature_dim();
+    for stem in [FLAT_EPISODE, OBS_EPISODE] {
+        let tensors = episode_tensors(stem, policy.meta());
+        let reference = npy::read::<f32>(&fixtures().join(format!("reference/{stem}_features.npy"))).unwrap();
+        assert_eq!(reference.shape, vec![tensors.len(), dim]);
+        let mut feature = vec![0f32; dim];
+        for (i, t) in tensors.iter().enumerate() {
+            policy.encode(t, &mut feature).unwrap();
+            let err = max_abs_diff(&feature, &reference.data[i * dim..(i + 1) * dim]);
+            assert!(err <= TOL, "{stem} frame {i}: feature max abs {err}");
+        }
+    }
+}
+
+#[test]
+fn chunks_follow_the_training_streaming_rule() {
+    // Frames one training step apart; the first `window` steps use a growing
+    // window, later ones the last `window` features (fixture: 12 frames, window 8).
+    let policy = TractPolicy::load(&tiny_model()).unwrap();
+    let step = policy.meta().step();
+    let (window, n) = (policy.meta().raw.window, policy.meta().raw.chunk * 2);
+    let mut runner = PolicyRunner::new(policy, window);
+    for stem in [FLAT_EPISODE, OBS_EPISODE] {
+        let tensors = episode_tensors(stem, runner.meta());
+        assert!(tensors.len() > window, "fixture must exceed the window");
+        let reference = npy::read::<f32>(&fixtures().join(format!("reference/{stem}_chunks.npy"))).unwrap();
+        runner.reset();
+        for (i, t) in tensors.iter().enumerate() {
+            let out = runner
+                .step(Timestamp::from_duration(step * i as u32), t)
+                .unwrap();
+            assert_eq!(out.steps, (i + 1).min(window));
+            let err = max_abs_diff(out.raw, &reference.data[i * n..(i + 1) * n]);
+            assert!(err <= TOL, "{stem} step {i}: chunk max abs {err}");
+            // Scaling per metadata (x1.15, clip 1.5); the first call after reset is zero.
+            if i == 0 {
+                assert!(out.forced_zero && out.actions.iter().all(|&a| a == 0.0));
+            } else {
+                for (a, r) in out.actions.iter().zip(out.raw) {
+                    assert!((a - r * 1.15).abs() < 1e-6);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn camera_rate_frames_reproduce_the_step_spaced_window() {
+    // The same frames at one per step, with extra frames in between that must
+    // not enter the window: the chunk at each step frame must equal the reference.
+    let policy = TractPolicy::load(&tiny_model()).unwrap();
+    let step = policy.meta().step();
+    let window = policy.meta().raw.window;
+    let n = policy.meta().raw.chunk * 2;
+    let mut runner = PolicyRunner::new(policy, 64);
+    let tensors = episode_tensors(FLAT_EPISODE, runner.meta());
+    let reference = npy::read::<f32>(&fixtures().join(format!("reference/{FLAT_EPISODE}_chunks.npy"))).unwrap();
+    let distractor = &tensors[tensors.len() - 1];
+    for (i, t) in tensors.iter().enumerate() {
+        let t0 = Timestamp::from_duration(step * i as u32);
+        let out = runner.step(t0, t).unwrap();
+        let err = max_abs_diff(out.raw, &reference.data[i * n..(i + 1) * n]);
+        assert!(err <= TOL, "step {i}: {err}");
+        assert_eq!(out.steps, (i + 1).min(window));
+        // Three camera frames between steps (at 1/4, 2/4, 3/4 of a step).
+        for q in 1..4u32 {
+            runner.step(t0.plus((step / 4) * q), distractor).unwrap();
+        }
+    }
+}
+
+fn copy_model(dir: &std::path::Path) {
+    for f in ["backbone.onnx", "head.onnx", "model.json"] {
+        std::fs::copy(tiny_model().join(f), dir.join(f)).unwrap();
+    }
+}
+
+#[test]
+fn a_changed_graph_file_is_refused_by_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_model(dir.path());
+    let head = dir.path().join("head.onnx");
+    let mut bytes = std::fs::read(&head).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&head, bytes).unwrap();
+    match TractPolicy::load(dir.path()) {
+        Err(PolicyError::Meta(e)) => {
+            let msg = e.to_string();
+            assert!(msg.contains("head.onnx") && msg.contains("sha256"), "{msg}");
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a modified head.onnx was loaded"),
+    }
+}
+
+#[test]
+fn model_json_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_model(dir.path());
+    let path = dir.path().join("model.json");
+    let original = std::fs::read_to_string(&path).unwrap();
+
+    let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
+    v["image"]["channel_order"] = "yuv".into();
+    std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+    let msg = ModelMeta::load(dir.path()).unwrap_err().to_string();
+    assert!(msg.contains("image.channel_order") && msg.contains("yuv"), "{msg}");
+
+    let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
+    v["surprise"] = 1.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    let msg = ModelMeta::load(dir.path()).unwrap_err().to_string();
+    assert!(msg.contains("model.json") && msg.contains("surprise") && msg.contains("line"), "{msg}");
+}
