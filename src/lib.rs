@@ -3,6 +3,7 @@
 //! Camera → preprocessing → policy → motor loop, in one process. See the
 //! README for the layout map; `shared/design/ARCHITECTURE.md` for the design.
 
+pub mod bench;
 pub mod clock;
 pub mod eval;
 pub mod npy;

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use mvla::eval::{evaluate_episode, EpisodeReport, ErrorSums, Metrics};
 use mvla::policy::tract::TractPolicy;
-use mvla::policy::PolicyRunner;
+use mvla::policy::{Policy, PolicyRunner};
 use mvla::preprocess::{ChannelOrder, CpuPreprocessor, FrameRef, Preprocessor, Rotation};
 use mvla::record::{collect_episode_paths, Episode};
 
@@ -76,6 +76,22 @@ enum Command {
         #[arg(default_value = DEFAULT_EPISODES)]
         episodes: Vec<PathBuf>,
         /// Machine-readable JSON on stdout instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure per-step latency of the CPU path (preprocess + backbone + head) and peak memory.
+    ///
+    /// Reports medians (p50), p99 and max in milliseconds over the measured steps.
+    Bench {
+        #[arg(long, default_value = DEFAULT_MODEL_DIR)]
+        model: PathBuf,
+        /// Measured steps.
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// Unmeasured steps first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -172,6 +188,43 @@ fn cmd_preprocess(
     Ok(0)
 }
 
+fn cmd_bench(model: &Path, steps: usize, warmup: usize, json: bool) -> Result<u8> {
+    if steps == 0 {
+        bail!(BadInput("--steps must be at least 1".into()));
+    }
+    let report = mvla::bench::bench_policy(model, steps, warmup)
+        .map_err(|e| BadInput(format!("model {}: {e}", model.display())))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(0);
+    }
+    println!(
+        "model {} ({}, backbone {:.1} M parameters), loaded in {:.2} s; frame {}",
+        model.display(),
+        report.model_id,
+        report.backbone_parameters as f64 / 1e6,
+        report.load_s,
+        report.frame
+    );
+    println!(
+        "{:<22} {:>9} {:>9} {:>9} {:>8}",
+        "stage (ms)", "p50", "p99", "max", "samples"
+    );
+    for (name, s) in [
+        ("preprocess (CPU)", report.preprocess),
+        ("backbone (tract)", report.backbone),
+        ("head, full window", report.head_full_window),
+        ("step total", report.step_total),
+    ] {
+        println!(
+            "{:<22} {:>9.3} {:>9.3} {:>9.3} {:>8}",
+            name, s.p50_ms, s.p99_ms, s.max_ms, s.samples
+        );
+    }
+    println!("peak RSS {:.0} MiB", report.peak_rss_mib);
+    Ok(0)
+}
+
 #[derive(serde::Serialize)]
 struct EvalSummary<'a> {
     model_dir: String,
@@ -201,18 +254,14 @@ struct Skipped {
 
 fn cmd_eval(model: &Path, inputs: &[PathBuf], json: bool) -> Result<u8> {
     let policy = load_policy(model)?;
-    let meta = policy_meta_summary(&policy);
-    let window = meta.1;
-    let model_id = meta.0;
+    let model_id = policy.meta().model_id.clone();
+    let window = policy.meta().raw.window;
     let paths = collect_episode_paths(inputs).context("listing episodes")?;
     if paths.is_empty() {
         bail!(BadInput(format!("no episodes found in {inputs:?}")));
     }
-    let spec = {
-        use mvla::policy::Policy;
-        // Recorded frames were rotated by the capture pipeline before they were stored.
-        policy.meta().preprocess_spec(Rotation::None)
-    };
+    // Recorded frames were rotated by the capture pipeline before they were stored.
+    let spec = policy.meta().preprocess_spec(Rotation::None);
     let mut pre = CpuPreprocessor::new(spec);
     let mut runner = PolicyRunner::new(policy, window);
 
@@ -281,11 +330,6 @@ fn cmd_eval(model: &Path, inputs: &[PathBuf], json: bool) -> Result<u8> {
     Ok(if skipped.is_empty() { 0 } else { exit::PARTIAL })
 }
 
-fn policy_meta_summary(policy: &TractPolicy) -> (String, usize) {
-    use mvla::policy::Policy;
-    (policy.meta().model_id.clone(), policy.meta().raw.window)
-}
-
 fn episode_json(r: &EpisodeReport) -> EpisodeJson<'_> {
     EpisodeJson {
         name: &r.name,
@@ -343,6 +387,12 @@ fn main() -> ExitCode {
             episodes,
             json,
         } => cmd_eval(&model, &episodes, json),
+        Command::Bench {
+            model,
+            steps,
+            warmup,
+            json,
+        } => cmd_bench(&model, steps, warmup, json),
         Command::Preprocess {
             model,
             input,

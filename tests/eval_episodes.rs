@@ -37,7 +37,11 @@ fn both_episode_layouts_are_read() {
     obs.read_frame(10, &mut frame).unwrap();
     assert_eq!(frame.len(), 480 * 640 * 3);
     match obs.read_frame(11, &mut frame) {
-        Err(EpisodeError::FrameIndex { index: 11, frames: 11, .. }) => {}
+        Err(EpisodeError::FrameIndex {
+            index: 11,
+            frames: 11,
+            ..
+        }) => {}
         other => panic!("{other:?}"),
     }
 }
@@ -74,7 +78,10 @@ fn assert_metrics(ours: &serde_json::Value, py: &PyMetrics, what: &str) {
         ("direction_agreement", py.direction_agreement),
     ] {
         let got = ours[key].as_f64().unwrap();
-        assert!((got - want).abs() <= 1e-4, "{what} {key}: {got} vs python {want}");
+        assert!(
+            (got - want).abs() <= 1e-4,
+            "{what} {key}: {got} vs python {want}"
+        );
     }
 }
 
@@ -91,7 +98,11 @@ fn run_eval(args: &[&std::ffi::OsStr]) -> std::process::Output {
 #[test]
 fn eval_json_matches_the_python_reference() {
     let out = run_eval(&["--json".as_ref(), episodes_dir().as_os_str()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let py: PyEval = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("reference/eval.json")).unwrap(),
@@ -121,21 +132,38 @@ fn a_corrupt_episode_is_named_and_skipped() {
         .unwrap();
     }
     // Not HDF5 at all.
-    std::fs::write(dir.path().join("episode_20250103_000000_broken.h5"), b"not an hdf5 file").unwrap();
+    std::fs::write(
+        dir.path().join("episode_20250103_000000_broken.h5"),
+        b"not an hdf5 file",
+    )
+    .unwrap();
     // Valid HDF5 prefix, truncated: copy half of a real episode.
     let real = std::fs::read(episodes_dir().join(format!("{OBS_EPISODE}.h5"))).unwrap();
-    std::fs::write(dir.path().join("episode_20250104_000000_truncated.h5"), &real[..real.len() / 2]).unwrap();
+    std::fs::write(
+        dir.path().join("episode_20250104_000000_truncated.h5"),
+        &real[..real.len() / 2],
+    )
+    .unwrap();
 
     let out = run_eval(&["--json".as_ref(), dir.path().as_os_str()]);
     assert_eq!(out.status.code(), Some(3), "partial result exit code");
     let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let skipped = ours["skipped"].as_array().unwrap();
-    let names: Vec<&str> = skipped.iter().map(|s| s["path"].as_str().unwrap()).collect();
+    let names: Vec<&str> = skipped
+        .iter()
+        .map(|s| s["path"].as_str().unwrap())
+        .collect();
     assert_eq!(skipped.len(), 2, "{skipped:?}");
     assert!(names.iter().any(|p| p.ends_with("broken.h5")));
     assert!(names.iter().any(|p| p.ends_with("truncated.h5")));
     for s in skipped {
-        assert!(s["error"].as_str().unwrap().contains(s["path"].as_str().unwrap()), "error names the file: {s}");
+        assert!(
+            s["error"]
+                .as_str()
+                .unwrap()
+                .contains(s["path"].as_str().unwrap()),
+            "error names the file: {s}"
+        );
     }
     // The good episodes are still evaluated.
     assert_eq!(ours["episodes"].as_array().unwrap().len(), 2);
@@ -144,10 +172,15 @@ fn a_corrupt_episode_is_named_and_skipped() {
 
 #[test]
 fn eval_table_is_the_default_output() {
-    let out = run_eval(&[episodes_dir().join(format!("{FLAT_EPISODE}.h5")).as_os_str()]);
+    let out = run_eval(&[episodes_dir()
+        .join(format!("{FLAT_EPISODE}.h5"))
+        .as_os_str()]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(FLAT_EPISODE) && text.contains("OVERALL"), "{text}");
+    assert!(
+        text.contains(FLAT_EPISODE) && text.contains("OVERALL"),
+        "{text}"
+    );
 }
 
 #[test]

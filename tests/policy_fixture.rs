@@ -43,7 +43,9 @@ fn episode_frames_preprocess_like_pillow() {
     let meta = ModelMeta::load(&tiny_model()).unwrap();
     for stem in [FLAT_EPISODE, OBS_EPISODE] {
         let ours = &episode_tensors(stem, &meta)[0];
-        let reference = npy::read::<f32>(&fixtures().join(format!("reference/{stem}_frame0_tensor.npy"))).unwrap();
+        let reference =
+            npy::read::<f32>(&fixtures().join(format!("reference/{stem}_frame0_tensor.npy")))
+                .unwrap();
         assert!(max_abs_diff(ours, &reference.data) <= 1e-5, "{stem}");
     }
 }
@@ -54,7 +56,8 @@ fn backbone_features_match_pytorch() {
     let dim = policy.meta().feature_dim();
     for stem in [FLAT_EPISODE, OBS_EPISODE] {
         let tensors = episode_tensors(stem, policy.meta());
-        let reference = npy::read::<f32>(&fixtures().join(format!("reference/{stem}_features.npy"))).unwrap();
+        let reference =
+            npy::read::<f32>(&fixtures().join(format!("reference/{stem}_features.npy"))).unwrap();
         assert_eq!(reference.shape, vec![tensors.len(), dim]);
         let mut feature = vec![0f32; dim];
         for (i, t) in tensors.iter().enumerate() {
@@ -76,7 +79,8 @@ fn chunks_follow_the_training_streaming_rule() {
     for stem in [FLAT_EPISODE, OBS_EPISODE] {
         let tensors = episode_tensors(stem, runner.meta());
         assert!(tensors.len() > window, "fixture must exceed the window");
-        let reference = npy::read::<f32>(&fixtures().join(format!("reference/{stem}_chunks.npy"))).unwrap();
+        let reference =
+            npy::read::<f32>(&fixtures().join(format!("reference/{stem}_chunks.npy"))).unwrap();
         runner.reset();
         for (i, t) in tensors.iter().enumerate() {
             let out = runner
@@ -107,7 +111,8 @@ fn camera_rate_frames_reproduce_the_step_spaced_window() {
     let n = policy.meta().raw.chunk * 2;
     let mut runner = PolicyRunner::new(policy, 64);
     let tensors = episode_tensors(FLAT_EPISODE, runner.meta());
-    let reference = npy::read::<f32>(&fixtures().join(format!("reference/{FLAT_EPISODE}_chunks.npy"))).unwrap();
+    let reference =
+        npy::read::<f32>(&fixtures().join(format!("reference/{FLAT_EPISODE}_chunks.npy"))).unwrap();
     let distractor = &tensors[tensors.len() - 1];
     for (i, t) in tensors.iter().enumerate() {
         let t0 = Timestamp::from_duration(step * i as u32);
@@ -158,11 +163,17 @@ fn model_json_errors_name_the_key() {
     v["image"]["channel_order"] = "yuv".into();
     std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
     let msg = ModelMeta::load(dir.path()).unwrap_err().to_string();
-    assert!(msg.contains("image.channel_order") && msg.contains("yuv"), "{msg}");
+    assert!(
+        msg.contains("image.channel_order") && msg.contains("yuv"),
+        "{msg}"
+    );
 
     let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
     v["surprise"] = 1.into();
     std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
     let msg = ModelMeta::load(dir.path()).unwrap_err().to_string();
-    assert!(msg.contains("model.json") && msg.contains("surprise") && msg.contains("line"), "{msg}");
+    assert!(
+        msg.contains("model.json") && msg.contains("surprise") && msg.contains("line"),
+        "{msg}"
+    );
 }

@@ -47,9 +47,15 @@ fn resize_matches_pillow_bilinear_byte_for_byte() {
             })
             .unwrap()
             .to_vec();
-        let pillow = npy::read::<u8>(&fixtures().join(format!("preprocess/{}_resized_u8.npy", case.name))).unwrap();
+        let pillow =
+            npy::read::<u8>(&fixtures().join(format!("preprocess/{}_resized_u8.npy", case.name)))
+                .unwrap();
         assert_eq!(pillow.shape, vec![224, 224, 3]);
-        let differing = ours.iter().zip(&pillow.data).filter(|(a, b)| a != b).count();
+        let differing = ours
+            .iter()
+            .zip(&pillow.data)
+            .filter(|(a, b)| a != b)
+            .count();
         let max = ours
             .iter()
             .zip(&pillow.data)
@@ -57,7 +63,11 @@ fn resize_matches_pillow_bilinear_byte_for_byte() {
             .max()
             .unwrap();
         // The implementation replays Pillow's fixed-point arithmetic, so it is exact.
-        assert_eq!(differing, 0, "{}: {differing} bytes differ from Pillow (max {max})", case.name);
+        assert_eq!(
+            differing, 0,
+            "{}: {differing} bytes differ from Pillow (max {max})",
+            case.name
+        );
     }
 }
 
@@ -66,7 +76,9 @@ fn plain_two_tap_bilinear_would_not_match_pillow() {
     // Guards the test above against a reference that cannot tell resize methods
     // apart: sampling the 2 nearest pixels (no antialiasing) differs a lot.
     let frame = pattern_frame(1280, 720);
-    let pillow = npy::read::<u8>(&fixtures().join("preprocess/pattern_1280x720_bgr_rot0_resized_u8.npy")).unwrap();
+    let pillow =
+        npy::read::<u8>(&fixtures().join("preprocess/pattern_1280x720_bgr_rot0_resized_u8.npy"))
+            .unwrap();
     let mut large = 0;
     for oy in 0..224 {
         for ox in 0..224 {
@@ -79,7 +91,10 @@ fn plain_two_tap_bilinear_would_not_match_pillow() {
             }
         }
     }
-    assert!(large > 224 * 224 / 4, "only {large} pixels differ: the reference is not discriminating");
+    assert!(
+        large > 224 * 224 / 4,
+        "only {large} pixels differ: the reference is not discriminating"
+    );
 }
 
 #[test]
@@ -101,7 +116,9 @@ fn tensor_matches_the_training_loader() {
             &mut out,
         )
         .unwrap();
-        let reference = npy::read::<f32>(&fixtures().join(format!("preprocess/{}_tensor.npy", case.name))).unwrap();
+        let reference =
+            npy::read::<f32>(&fixtures().join(format!("preprocess/{}_tensor.npy", case.name)))
+                .unwrap();
         assert_eq!(reference.shape, vec![1, 3, 224, 224]);
         let err = max_abs_diff(&out, &reference.data);
         // Same bytes after resize; only float rounding of /255 and the normalisation differs.
@@ -125,9 +142,15 @@ fn preprocess_command_writes_the_model_input() {
         .args(["--frame-order", "rgb", "--rotate-deg", "180"])
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let ours = npy::read::<f32>(&out).unwrap();
-    let reference = npy::read::<f32>(&fixtures().join("preprocess/pattern_640x480_rgb_rot180_tensor.npy")).unwrap();
+    let reference =
+        npy::read::<f32>(&fixtures().join("preprocess/pattern_640x480_rgb_rot180_tensor.npy"))
+            .unwrap();
     assert_eq!(ours.shape, vec![1, 3, 224, 224]);
     assert!(max_abs_diff(&ours.data, &reference.data) <= 1e-5);
 }
@@ -148,5 +171,8 @@ fn preprocess_command_rejects_a_wrong_frame_shape() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("frame.npy") && err.contains("[H, W, 3]"), "{err}");
+    assert!(
+        err.contains("frame.npy") && err.contains("[H, W, 3]"),
+        "{err}"
+    );
 }

@@ -222,10 +222,9 @@ mod tests {
         // 1280 -> 224: scale 5.714, support 5.714, up to 2*ceil+1 = 13 taps.
         let c = AxisCoefficients::bilinear(1280, 224);
         assert_eq!(c.stride, 13);
-        assert!(
-            c.len.iter().all(|&n| n >= 11),
-            "every output averages >= 11 pixels"
-        );
+        // Away from the borders (where taps are clipped) every output averages >= 11 pixels.
+        assert!(c.len[2..222].iter().all(|&n| n >= 11), "{:?}", &c.len[..4]);
+        assert!(c.len[0] < c.len[100], "border taps are clipped");
         for i in 0..224 {
             let sum: i64 = c.weights[i * c.stride..i * c.stride + c.len[i]]
                 .iter()

@@ -24,7 +24,10 @@ pub fn pattern_frame(width: usize, height: usize) -> Vec<u8> {
     for y in 0..height as u64 {
         for x in 0..width as u64 {
             for c in 0..3u64 {
-                let noise = ((x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503) ^ c.wrapping_mul(9973)) >> 5) & 127;
+                let noise =
+                    ((x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503) ^ c.wrapping_mul(9973))
+                        >> 5)
+                        & 127;
                 let ramp = (x + 2 * y + 50 * c) % 128;
                 out.push((noise + ramp) as u8);
             }
@@ -35,7 +38,10 @@ pub fn pattern_frame(width: usize, height: usize) -> Vec<u8> {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Path of the built `mvla` binary (integration tests of the CLI).
