@@ -15,6 +15,7 @@ Writes:
                               1280x720 and 640x480 pattern frames
   episodes/                   two episodes written by h5py, one per layout of
                               UPSTREAM §1 (flat BGR 720p; observations/ RGB 480p)
+  capture/                    OpenCV references for YUYV conversion and MJPEG decoding
   reference/                  per-episode PyTorch outputs (features, chunks) and
                               the eval metrics computed in Python
 """
@@ -160,7 +161,37 @@ class Sums:
         }
 
 
+def yuyv_pattern(width: int, height: int) -> np.ndarray:
+    """Deterministic YUYV bytes covering the full 0..255 range of Y, U and V;
+    tests/common/mod.rs `yuyv_pattern` builds the same."""
+    i = np.arange(width * height * 2, dtype=np.uint64)
+    return (((i * np.uint64(2654435761)) >> np.uint64(7)) & np.uint64(255)).astype(np.uint8)
+
+
+def capture_fixtures():
+    """OpenCV (cv2.cvtColor / cv2.imdecode) references for the camera pixel formats."""
+    import cv2
+
+    cap_dir = FIX / "capture"
+    shutil.rmtree(cap_dir, ignore_errors=True)
+    cap_dir.mkdir(parents=True)
+    w, h = 320, 240
+    yuyv = yuyv_pattern(w, h)
+    bgr = cv2.cvtColor(yuyv.reshape(h, w, 2), cv2.COLOR_YUV2BGR_YUYV)
+    np.save(cap_dir / "yuyv_320x240_opencv_bgr.npy", bgr)
+    scene = scene_frames(1, w, h, seed=3)[0]
+    ok, jpg = cv2.imencode(".jpg", scene, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    (cap_dir / "scene_320x240.jpg").write_bytes(jpg.tobytes())
+    np.save(cap_dir / "scene_320x240_opencv_bgr.npy", cv2.imdecode(jpg, cv2.IMREAD_COLOR))
+    (cap_dir / "versions.json").write_text(json.dumps({"opencv": cv2.__version__}) + "\n")
+
+
 def main():
+    if "--only-capture" in sys.argv:
+        capture_fixtures()
+        return
+    capture_fixtures()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         py = sys.executable

@@ -36,6 +36,8 @@ impl Timestamp {
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
+    /// Block until `deadline` (absolute, so periodic loops do not drift).
+    fn sleep_until(&self, deadline: Timestamp);
 }
 
 /// The system monotonic clock.
@@ -51,6 +53,28 @@ impl Clock for MonotonicClock {
         // SAFETY: clock_gettime only writes into the timespec we own; CLOCK_MONOTONIC always exists on Linux.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         Timestamp(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    }
+
+    fn sleep_until(&self, deadline: Timestamp) {
+        let ts = libc::timespec {
+            tv_sec: (deadline.0 / 1_000_000_000) as libc::time_t,
+            tv_nsec: (deadline.0 % 1_000_000_000) as libc::c_long,
+        };
+        loop {
+            // SAFETY: clock_nanosleep reads the timespec we own; with TIMER_ABSTIME
+            // the remainder pointer is unused and may be null.
+            let rc = unsafe {
+                libc::clock_nanosleep(
+                    libc::CLOCK_MONOTONIC,
+                    libc::TIMER_ABSTIME,
+                    &ts,
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc != libc::EINTR {
+                break; // 0 = reached; other errors cannot occur with valid arguments
+            }
+        }
     }
 }
 
@@ -76,6 +100,11 @@ impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.0.load(Ordering::SeqCst))
     }
+
+    /// Virtual time: sleeping moves the clock forward to the deadline.
+    fn sleep_until(&self, deadline: Timestamp) {
+        self.0.fetch_max(deadline.0, Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +118,23 @@ mod tests {
         let b = c.now();
         assert!(b >= a);
         assert!(a.0 > 0);
+    }
+
+    #[test]
+    fn monotonic_sleep_until_reaches_the_deadline() {
+        let c = MonotonicClock;
+        let deadline = c.now().plus(Duration::from_millis(2));
+        c.sleep_until(deadline);
+        assert!(c.now() >= deadline);
+    }
+
+    #[test]
+    fn manual_sleep_advances_virtual_time() {
+        let c = ManualClock::new(Timestamp(100));
+        c.sleep_until(Timestamp(50));
+        assert_eq!(c.now(), Timestamp(100));
+        c.sleep_until(Timestamp(500));
+        assert_eq!(c.now(), Timestamp(500));
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! README for the layout map; `shared/design/ARCHITECTURE.md` for the design.
 
 pub mod bench;
+pub mod capture;
 pub mod clock;
 pub mod eval;
+pub mod fault;
 pub mod npy;
 pub mod policy;
 pub mod preprocess;
 pub mod record;
+pub mod telemetry;

@@ -14,10 +14,12 @@ pub mod resize;
 use resize::PillowBilinear;
 
 /// Channel order of packed 3-channel pixels (first byte first).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelOrder {
     Rgb,
+    /// The robot camera pipeline's order (UPSTREAM §1).
+    #[default]
     Bgr,
 }
 

@@ -48,3 +48,10 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 pub fn mvla_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mvla"))
 }
+
+/// The same bytes as `engines/make_fixtures.py::yuyv_pattern`.
+pub fn yuyv_pattern(width: usize, height: usize) -> Vec<u8> {
+    (0..(width * height * 2) as u64)
+        .map(|i| ((i.wrapping_mul(2654435761) >> 7) & 255) as u8)
+        .collect()
+}
