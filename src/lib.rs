@@ -6,10 +6,14 @@
 pub mod bench;
 pub mod capture;
 pub mod clock;
+pub mod config;
+pub mod control;
 pub mod eval;
 pub mod fault;
 pub mod npy;
+pub mod pipeline;
 pub mod policy;
 pub mod preprocess;
 pub mod record;
+pub mod run;
 pub mod telemetry;

@@ -3,6 +3,8 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -63,6 +65,26 @@ impl From<OrderArg> for ChannelOrder {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller: capture → preprocessing → policy → motor side.
+    ///
+    /// Without --config it uses the built-in default: replay of the bundled
+    /// episodes through the tiny fixture model, no hardware needed. Stops on
+    /// SIGINT/SIGTERM, after --duration-s, or when a non-looping replay ends,
+    /// then prints a summary (frames, inferences, stage latencies, chunk age).
+    Run {
+        /// TOML configuration (see README); default: built-in hardware-free config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration_s: Option<f64>,
+        /// Record an HDF5 episode and a session log into this folder.
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Evaluate a model on recorded episodes (RMSE, direction agreement).
     ///
     /// Feeds each episode's frames in order as training steps and compares each
@@ -186,6 +208,118 @@ fn cmd_preprocess(
         spec.model_order
     );
     Ok(0)
+}
+
+fn cmd_run(
+    config: Option<&Path>,
+    duration_s: Option<f64>,
+    record: Option<PathBuf>,
+    json: bool,
+) -> Result<u8> {
+    let config = match config {
+        Some(path) => mvla::config::Config::load(path).map_err(|e| BadInput(e.to_string()))?,
+        None => mvla::config::Config::builtin_default(),
+    };
+    let duration = match duration_s {
+        Some(s) if !(s.is_finite() && s > 0.0) => {
+            bail!(BadInput(format!("--duration-s {s}: must be positive")))
+        }
+        Some(s) => Some(std::time::Duration::from_secs_f64(s)),
+        None => None,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    }
+    let options = mvla::run::RunOptions {
+        duration,
+        record_dir: record,
+    };
+    let summary = match mvla::run::run(&config, &options, stop) {
+        Ok(s) => s,
+        Err(
+            e @ (mvla::run::RunError::Model { .. }
+            | mvla::run::RunError::Capture(mvla::capture::CaptureError::Config(_))),
+        ) => {
+            bail!(BadInput(e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_run_summary(&summary);
+    }
+    Ok(0)
+}
+
+fn print_run_summary(s: &mvla::run::RunSummary) {
+    let c = &s.counters;
+    println!("mvla run: {} ({})", s.stop_reason, s.config);
+    println!(
+        "  model {} ({}, {}); source: {}",
+        s.model_dir, s.model_id, s.backend, s.source
+    );
+    println!(
+        "  ran {:.1} s: frames captured {}, dropped (replaced unread) {}, capture errors {}",
+        s.ran_s, c.frames_captured, c.frames_dropped, c.capture_errors
+    );
+    println!(
+        "  inferences {}, inference faults {}, chunks superseded unread {}",
+        c.inferences, c.inference_faults, c.chunks_superseded_unread
+    );
+    if !s.inference.faults.is_empty() {
+        let faults: Vec<String> = s
+            .inference
+            .faults
+            .iter()
+            .map(|(k, n)| format!("{k} x{n}"))
+            .collect();
+        println!("  faults: {}", faults.join(", "));
+    }
+    println!(
+        "  {:<28} {:>9} {:>9} {:>9} {:>7}",
+        "latency (ms)", "p50", "p99", "max", "count"
+    );
+    let i = &s.inference;
+    for (name, l) in [
+        ("capture -> pickup", i.capture_to_pickup),
+        ("preprocess", i.preprocess),
+        ("infer (backbone+head)", i.infer),
+        ("capture -> chunk", i.capture_to_chunk),
+        ("chunk age at use (motor)", s.motor.chunk_age_at_use),
+    ] {
+        println!(
+            "  {:<28} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+            name, l.p50_ms, l.p99_ms, l.max_ms, l.count
+        );
+    }
+    let m = &s.motor;
+    println!(
+        "  motor (dry run, {} Hz): ticks {}, moving {}, stopped {} (fault {}, stale/exhausted {}, no chunk {}), deadline misses {}",
+        m.loop_hz,
+        m.ticks,
+        m.ticks_moving,
+        m.ticks_stopped,
+        m.stopped_by_fault,
+        m.stopped_stale_or_exhausted,
+        m.stopped_no_chunk,
+        m.deadline_misses
+    );
+    if let Some(r) = &s.record {
+        for (path, rows) in &r.episodes {
+            println!("  recorded episode {path} ({rows} rows)");
+        }
+        println!(
+            "  session log {} ({} lines); items dropped by a busy recorder: {}",
+            r.session_log_path.as_deref().unwrap_or("-"),
+            r.session_log_lines,
+            r.dropped_items
+        );
+        for e in &r.errors {
+            println!("  recording error: {e}");
+        }
+    }
 }
 
 fn cmd_bench(model: &Path, steps: usize, warmup: usize, json: bool) -> Result<u8> {
@@ -387,6 +521,12 @@ fn main() -> ExitCode {
             episodes,
             json,
         } => cmd_eval(&model, &episodes, json),
+        Command::Run {
+            config,
+            duration_s,
+            record,
+            json,
+        } => cmd_run(config.as_deref(), duration_s, record, json),
         Command::Bench {
             model,
             steps,

@@ -48,7 +48,7 @@ pub fn yuyv_to_bgr(
     height: usize,
     dst: &mut [u8],
 ) -> Result<(), ConvertError> {
-    if width % 2 != 0 {
+    if !width.is_multiple_of(2) {
         return Err(ConvertError::OddWidth(width));
     }
     let expected = width * height * 2;

@@ -246,31 +246,27 @@ impl V4l2Source {
     fn dequeue_newest(&mut self) -> Result<(), CaptureError> {
         let stall = self.config.stall_timeout;
         let stream = self.stream.as_mut().expect("open stream");
-        stream.set_timeout(stall);
-        {
-            let (buf, meta) = stream.next().map_err(|e| io_to_capture(e, stall))?;
+        let (raw, raw_meta) = (&mut self.raw, &mut self.raw_meta);
+        // time_t is i64 on the 64-bit targets we build for (x86-64, aarch64 Jetson).
+        #[allow(clippy::useless_conversion)]
+        let mut keep = |buf: &[u8], meta: &v4l::buffer::Metadata| {
             let used = (meta.bytesused as usize).min(buf.len());
-            self.raw.clear();
-            self.raw.extend_from_slice(&buf[..used]);
-            self.raw_meta = (
-                meta.timestamp.sec as i64,
-                meta.timestamp.usec as i64,
+            raw.clear();
+            raw.extend_from_slice(&buf[..used]);
+            *raw_meta = (
+                i64::from(meta.timestamp.sec),
+                i64::from(meta.timestamp.usec),
                 meta.flags.bits(),
                 meta.sequence,
             );
-        }
+        };
+        stream.set_timeout(stall);
+        let (buf, meta) = stream.next().map_err(|e| io_to_capture(e, stall))?;
+        keep(buf, meta);
         // Zero timeout: take only buffers that are already complete.
         stream.set_timeout(Duration::ZERO);
         while let Ok((buf, meta)) = stream.next() {
-            let used = (meta.bytesused as usize).min(buf.len());
-            self.raw.clear();
-            self.raw.extend_from_slice(&buf[..used]);
-            self.raw_meta = (
-                meta.timestamp.sec as i64,
-                meta.timestamp.usec as i64,
-                meta.flags.bits(),
-                meta.sequence,
-            );
+            keep(buf, meta);
         }
         stream.set_timeout(stall);
         Ok(())

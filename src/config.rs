@@ -1,0 +1,434 @@
+//! Configuration: `RawConfig` mirrors the TOML file (unknown keys are
+//! errors), `Config` is the validated form the program runs on. Units are in
+//! key names. Relative paths are resolved against the config file's folder
+//! (the built-in default: against the working directory).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::capture::v4l2::{PixelFormat, V4l2Config};
+use crate::preprocess::Rotation;
+
+/// `mvla run` without `--config`: replay the bundled episodes through the
+/// tiny fixture model; no hardware needed. Paths are relative to the
+/// repository root.
+pub const DEFAULT_CONFIG: &str = include_str!("default_config.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// toml's message carries the line, column and key.
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        path: String,
+        key: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub model: RawModel,
+    pub capture: RawCapture,
+    #[serde(default)]
+    pub inference: RawInference,
+    #[serde(default)]
+    pub motor: RawMotor,
+    pub record: Option<RawRecord>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub dir: PathBuf,
+    /// Override of model.json's step_ms (measure the robot's teleop spacing first).
+    pub step_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapture {
+    /// "replay" or "v4l2".
+    pub source: String,
+    pub replay: Option<RawReplay>,
+    pub v4l2: Option<RawV4l2>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplay {
+    /// Episode files or folders of them.
+    pub episodes: Vec<PathBuf>,
+    /// Frame interval; default the model's step; 0 = as fast as possible.
+    pub interval_ms: Option<u64>,
+    #[serde(default = "yes", rename = "loop")]
+    pub looped: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawV4l2 {
+    pub device: PathBuf,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// "YUYV" or "MJPG".
+    pub pixel_format: String,
+    #[serde(default = "default_buffers")]
+    pub buffers: u32,
+    /// Rotation to apply to frames; default: the model's camera_rotation_deg.
+    pub rotation_deg: Option<u32>,
+    #[serde(default = "default_stall_ms")]
+    pub stall_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInference {
+    #[serde(default = "default_no_frame_ms")]
+    pub no_frame_timeout_ms: u64,
+    #[serde(default = "default_history")]
+    pub history_capacity: usize,
+    #[serde(default = "default_budget_ms")]
+    pub budget_ms: u64,
+}
+
+impl Default for RawInference {
+    fn default() -> Self {
+        Self {
+            no_frame_timeout_ms: default_no_frame_ms(),
+            history_capacity: default_history(),
+            budget_ms: default_budget_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMotor {
+    #[serde(default = "default_loop_hz")]
+    pub loop_hz: u32,
+    #[serde(default = "default_max_age_ms")]
+    pub max_action_age_ms: u64,
+}
+
+impl Default for RawMotor {
+    fn default() -> Self {
+        Self {
+            loop_hz: default_loop_hz(),
+            max_action_age_ms: default_max_age_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecord {
+    pub dir: PathBuf,
+    #[serde(default = "yes")]
+    pub episode: bool,
+    #[serde(default = "yes")]
+    pub session_log: bool,
+    /// Goes into the episode file name and its `scenario` attribute.
+    #[serde(default = "default_scenario")]
+    pub scenario: String,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_buffers() -> u32 {
+    4
+}
+fn default_stall_ms() -> u64 {
+    // UVC cameras deliver at ≥ 15 fps; 500 ms without a frame is a stall.
+    500
+}
+fn default_no_frame_ms() -> u64 {
+    1000
+}
+fn default_history() -> usize {
+    // 8 steps × 0.8 s at up to 40 inferences/s, with margin.
+    256
+}
+fn default_budget_ms() -> u64 {
+    // The research team's target: inference < 200 ms (UPSTREAM §4).
+    200
+}
+fn default_loop_hz() -> u32 {
+    100
+}
+fn default_max_age_ms() -> u64 {
+    1000
+}
+fn default_scenario() -> String {
+    "mvla_session".into()
+}
+
+#[derive(Debug, Clone)]
+pub enum CaptureConfig {
+    Replay {
+        episodes: Vec<PathBuf>,
+        pacing: ReplayPacing,
+        looped: bool,
+    },
+    V4l2 {
+        config: V4l2Config,
+        /// None: use the model's camera rotation.
+        rotation_override: Option<Rotation>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReplayPacing {
+    /// One frame per training step (how the episodes were recorded).
+    ModelStep,
+    Interval(Duration),
+    AsFastAsPossible,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    pub dir: PathBuf,
+    pub episode: bool,
+    pub session_log: bool,
+    pub scenario: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: String,
+    pub model_dir: PathBuf,
+    pub step_override: Option<Duration>,
+    pub capture: CaptureConfig,
+    pub no_frame_timeout: Duration,
+    pub history_capacity: usize,
+    pub budget: Duration,
+    pub loop_hz: u32,
+    pub max_action_age: Duration,
+    pub record: Option<RecordConfig>,
+}
+
+impl Config {
+    /// Parse and validate TOML text; `source` names it in errors, `base`
+    /// resolves relative paths.
+    pub fn from_toml(text: &str, source: &str, base: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: source.to_string(),
+            message: e.to_string(),
+        })?;
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: source.to_string(),
+            key,
+            message,
+        };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let capture = match raw.capture.source.as_str() {
+            "replay" => {
+                let r = raw.capture.replay.ok_or_else(|| {
+                    invalid(
+                        "capture.replay",
+                        "source = \"replay\" needs a [capture.replay] table".into(),
+                    )
+                })?;
+                if r.episodes.is_empty() {
+                    return Err(invalid("capture.replay.episodes", "empty".into()));
+                }
+                CaptureConfig::Replay {
+                    episodes: r.episodes.iter().map(|p| resolve(p)).collect(),
+                    pacing: match r.interval_ms {
+                        None => ReplayPacing::ModelStep,
+                        Some(0) => ReplayPacing::AsFastAsPossible,
+                        Some(ms) => ReplayPacing::Interval(Duration::from_millis(ms)),
+                    },
+                    looped: r.looped,
+                }
+            }
+            "v4l2" => {
+                let v = raw.capture.v4l2.ok_or_else(|| {
+                    invalid(
+                        "capture.v4l2",
+                        "source = \"v4l2\" needs a [capture.v4l2] table".into(),
+                    )
+                })?;
+                let format = PixelFormat::parse(&v.pixel_format).ok_or_else(|| {
+                    invalid(
+                        "capture.v4l2.pixel_format",
+                        format!("{:?} (supported: YUYV, MJPG)", v.pixel_format),
+                    )
+                })?;
+                if v.width == 0 || v.height == 0 || v.width % 2 != 0 {
+                    return Err(invalid(
+                        "capture.v4l2.width",
+                        format!("{}x{} (even width, non-zero)", v.width, v.height),
+                    ));
+                }
+                if v.fps == 0 {
+                    return Err(invalid("capture.v4l2.fps", "must be positive".into()));
+                }
+                if v.buffers < 2 {
+                    return Err(invalid(
+                        "capture.v4l2.buffers",
+                        format!("{} (at least 2)", v.buffers),
+                    ));
+                }
+                let rotation_override = match v.rotation_deg {
+                    None => None,
+                    Some(d) => Some(Rotation::from_degrees(d).ok_or_else(|| {
+                        invalid(
+                            "capture.v4l2.rotation_deg",
+                            format!("{d} (supported: 0, 180)"),
+                        )
+                    })?),
+                };
+                CaptureConfig::V4l2 {
+                    config: V4l2Config {
+                        device: v.device,
+                        width: v.width,
+                        height: v.height,
+                        fps: v.fps,
+                        format,
+                        buffers: v.buffers,
+                        rotation: rotation_override.unwrap_or(Rotation::None),
+                        stall_timeout: Duration::from_millis(v.stall_timeout_ms.max(1)),
+                    },
+                    rotation_override,
+                }
+            }
+            other => {
+                return Err(invalid(
+                    "capture.source",
+                    format!("{other:?} (supported: \"replay\", \"v4l2\")"),
+                ))
+            }
+        };
+        if raw.inference.no_frame_timeout_ms == 0 {
+            return Err(invalid(
+                "inference.no_frame_timeout_ms",
+                "must be positive".into(),
+            ));
+        }
+        if !(1..=2000).contains(&raw.motor.loop_hz) {
+            return Err(invalid(
+                "motor.loop_hz",
+                format!("{} (1..=2000)", raw.motor.loop_hz),
+            ));
+        }
+        if raw.motor.max_action_age_ms == 0 {
+            return Err(invalid(
+                "motor.max_action_age_ms",
+                "must be positive".into(),
+            ));
+        }
+        if raw.model.step_ms == Some(0) {
+            return Err(invalid("model.step_ms", "must be positive".into()));
+        }
+        Ok(Self {
+            source: source.to_string(),
+            model_dir: resolve(&raw.model.dir),
+            step_override: raw.model.step_ms.map(Duration::from_millis),
+            capture,
+            no_frame_timeout: Duration::from_millis(raw.inference.no_frame_timeout_ms),
+            history_capacity: raw.inference.history_capacity.max(1),
+            budget: Duration::from_millis(raw.inference.budget_ms),
+            loop_hz: raw.motor.loop_hz,
+            max_action_age: Duration::from_millis(raw.motor.max_action_age_ms),
+            record: raw.record.map(|r| RecordConfig {
+                dir: resolve(&r.dir),
+                episode: r.episode,
+                session_log: r.session_log,
+                scenario: r.scenario,
+            }),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_toml(&text, &shown, &base)
+    }
+
+    pub fn builtin_default() -> Self {
+        Self::from_toml(DEFAULT_CONFIG, "built-in default config", Path::new(""))
+            .expect("the built-in default config is valid (tested)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_default_is_valid_and_hardware_free() {
+        let c = Config::builtin_default();
+        assert!(matches!(
+            c.capture,
+            CaptureConfig::Replay { looped: true, .. }
+        ));
+        assert!(c.record.is_none());
+        assert_eq!(c.loop_hz, 100);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_line_and_key() {
+        let text = "[model]\ndir = \"m\"\n[capture]\nsource = \"replay\"\nfoo_ms = 3\n";
+        let err = Config::from_toml(text, "robot.toml", Path::new(""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("robot.toml:"), "{err}");
+        assert!(err.contains("foo_ms") && err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let text = "[model]\ndir = \"m\"\n[capture]\nsource = \"v4l2\"\n[capture.v4l2]\ndevice = \"/dev/video0\"\nwidth = 1280\nheight = 720\nfps = 30\npixel_format = \"H264\"\n";
+        let err = Config::from_toml(text, "robot.toml", Path::new(""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("capture.v4l2.pixel_format") && err.contains("H264"),
+            "{err}"
+        );
+        let text = "[model]\ndir = \"m\"\n[capture]\nsource = \"usb\"\n";
+        let err = Config::from_toml(text, "robot.toml", Path::new(""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("capture.source"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let text = "[model]\ndir = \"models/m1\"\n[capture]\nsource = \"replay\"\n[capture.replay]\nepisodes = [\"eps\"]\ninterval_ms = 0\n";
+        let c = Config::from_toml(text, "x", Path::new("/etc/mvla")).unwrap();
+        assert_eq!(c.model_dir, PathBuf::from("/etc/mvla/models/m1"));
+        match c.capture {
+            CaptureConfig::Replay {
+                episodes, pacing, ..
+            } => {
+                assert_eq!(episodes, vec![PathBuf::from("/etc/mvla/eps")]);
+                assert_eq!(pacing, ReplayPacing::AsFastAsPossible);
+            }
+            _ => panic!(),
+        }
+    }
+}

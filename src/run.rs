@@ -1,0 +1,259 @@
+//! `mvla run`: wires capture → inference → motor side (+ recorder) on their
+//! own threads and returns a summary when asked to stop.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::capture::replay::{Pacing, ReplaySource};
+use crate::capture::v4l2::V4l2Source;
+use crate::capture::{CaptureError, FrameSource};
+use crate::clock::{Clock, MonotonicClock};
+use crate::config::{CaptureConfig, Config, ReplayPacing};
+use crate::control::{dry_run_motor_loop, MotorSummary};
+use crate::pipeline::{
+    capture_loop, inference_loop, latest, Counters, CountersSnapshot, InferenceSettings,
+    InferenceStage, InferenceStats, InferenceStatsSummary,
+};
+use crate::policy::tract::TractPolicy;
+use crate::policy::{ModelMeta, Policy, PolicyError, PolicyRunner};
+use crate::preprocess::CpuPreprocessor;
+use crate::record::collect_episode_paths;
+use crate::record::session::{spawn_recorder, RecordOutcome, RecordSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("model {path}: {source}")]
+    Model { path: String, source: PolicyError },
+    #[error("capture: {0}")]
+    Capture(#[from] CaptureError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("a stage thread panicked: {0}")]
+    Panic(&'static str),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub duration: Option<Duration>,
+    /// Overrides / enables `[record] dir`.
+    pub record_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub config: String,
+    pub model_dir: String,
+    pub model_id: String,
+    pub backend: &'static str,
+    pub source: String,
+    pub ran_s: f64,
+    pub stop_reason: String,
+    pub counters: CountersSnapshot,
+    pub inference: InferenceStatsSummary,
+    pub motor: MotorSummary,
+    pub record: Option<RecordOutcome>,
+}
+
+fn build_source(
+    config: &Config,
+    meta: &ModelMeta,
+    clock: Arc<dyn Clock>,
+) -> Result<Box<dyn FrameSource>, RunError> {
+    Ok(match &config.capture {
+        CaptureConfig::Replay {
+            episodes,
+            pacing,
+            looped,
+        } => {
+            let paths = collect_episode_paths(episodes).map_err(|source| RunError::Io {
+                what: format!("listing episodes {episodes:?}"),
+                source,
+            })?;
+            let pacing = match pacing {
+                ReplayPacing::ModelStep => Pacing::Interval(meta.step()),
+                ReplayPacing::Interval(d) => Pacing::Interval(*d),
+                ReplayPacing::AsFastAsPossible => Pacing::AsFastAsPossible,
+            };
+            Box::new(ReplaySource::new(paths, pacing, clock, *looped)?)
+        }
+        CaptureConfig::V4l2 {
+            config: v,
+            rotation_override,
+        } => {
+            let mut v = v.clone();
+            v.rotation = rotation_override.unwrap_or_else(|| meta.camera_rotation());
+            Box::new(V4l2Source::open(v, clock)?)
+        }
+    })
+}
+
+/// Run until `stop` is set, the duration passes, or a non-looping source ends.
+pub fn run(
+    config: &Config,
+    options: &RunOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<RunSummary, RunError> {
+    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+    let model_err = |source| RunError::Model {
+        path: config.model_dir.display().to_string(),
+        source,
+    };
+    let mut meta = ModelMeta::load(&config.model_dir).map_err(|e| model_err(e.into()))?;
+    meta.verify_files().map_err(|e| model_err(e.into()))?;
+    if let Some(step) = config.step_override {
+        meta.raw.step_ms = step.as_millis() as u64;
+    }
+    let policy = TractPolicy::from_meta(meta).map_err(model_err)?;
+    let meta = policy.meta().clone();
+    let source = build_source(config, &meta, clock.clone())?;
+    let source_text = source.describe();
+    let spec = meta.preprocess_spec(source.pending_rotation());
+    let stage = InferenceStage::new(
+        PolicyRunner::new(policy, config.history_capacity),
+        CpuPreprocessor::new(spec),
+    );
+    tracing::info!(
+        "model {} ({}), source: {source_text}",
+        config.model_dir.display(),
+        meta.model_id
+    );
+
+    let record_cfg = options
+        .record_dir
+        .as_ref()
+        .map(|dir| crate::config::RecordConfig {
+            dir: dir.clone(),
+            episode: true,
+            session_log: true,
+            scenario: config
+                .record
+                .as_ref()
+                .map(|r| r.scenario.clone())
+                .unwrap_or_else(|| "mvla_session".into()),
+        })
+        .or_else(|| config.record.clone());
+    let (observer, recorder_handle): (Box<dyn crate::pipeline::InferenceObserver>, _) =
+        match &record_cfg {
+            Some(r) => {
+                let (recorder, handle) = spawn_recorder(RecordSettings {
+                    dir: r.dir.clone(),
+                    episode: r.episode,
+                    session_log: r.session_log,
+                    scenario: r.scenario.clone(),
+                    instruction: meta.raw.prompt.instruction.clone(),
+                    model_id: meta.model_id.clone(),
+                    chunk_size: meta.raw.chunk,
+                    step: meta.step(),
+                })
+                .map_err(|source| RunError::Io {
+                    what: format!("recording folder {}", r.dir.display()),
+                    source,
+                })?;
+                (Box::new(recorder), Some(handle))
+            }
+            None => (Box::new(()), None),
+        };
+
+    let counters = Arc::new(Counters::default());
+    let stats = Arc::new(Mutex::new(InferenceStats::default()));
+    let (frame_tx, frame_rx) = latest();
+    let (recycle_tx, recycle_rx) = crossbeam_channel::bounded(2);
+    let (event_tx, event_rx) = latest();
+    let stage_stop = Arc::new(AtomicBool::new(false));
+    let motor_stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+
+    let capture = {
+        let (clock, counters, stop) = (clock.clone(), counters.clone(), stage_stop.clone());
+        std::thread::Builder::new()
+            .name("mvla-capture".into())
+            .spawn(move || capture_loop(source, frame_tx, recycle_rx, clock, counters, stop))
+            .map_err(|source| RunError::Io {
+                what: "spawning the capture thread".into(),
+                source,
+            })?
+    };
+    let inference = {
+        let settings = InferenceSettings {
+            no_frame_timeout: config.no_frame_timeout,
+            budget: config.budget,
+        };
+        let (clock, counters, stats, stop) = (
+            clock.clone(),
+            counters.clone(),
+            stats.clone(),
+            stage_stop.clone(),
+        );
+        std::thread::Builder::new()
+            .name("mvla-inference".into())
+            .spawn(move || {
+                inference_loop(
+                    stage, frame_rx, recycle_tx, event_tx, settings, clock, counters, stats,
+                    observer, stop,
+                )
+            })
+            .map_err(|source| RunError::Io {
+                what: "spawning the inference thread".into(),
+                source,
+            })?
+    };
+    let motor = {
+        let (clock, stop) = (clock.clone(), motor_stop.clone());
+        let (hz, max_age) = (config.loop_hz, config.max_action_age);
+        std::thread::Builder::new()
+            .name("mvla-motor".into())
+            .spawn(move || dry_run_motor_loop(event_rx, clock, hz, max_age, stop))
+            .map_err(|source| RunError::Io {
+                what: "spawning the motor thread".into(),
+                source,
+            })?
+    };
+
+    // Wait for a reason to stop.
+    let stop_reason = loop {
+        if stop.load(Ordering::Relaxed) {
+            break "stop requested (signal)".to_string();
+        }
+        if options.duration.is_some_and(|d| started.elapsed() >= d) {
+            break format!(
+                "duration {:.1} s reached",
+                options.duration.unwrap_or_default().as_secs_f64()
+            );
+        }
+        if inference.is_finished() {
+            break "frame source ended".to_string();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Stages first; the motor side keeps commanding stop until they are down.
+    stage_stop.store(true, Ordering::Relaxed);
+    capture.join().map_err(|_| RunError::Panic("capture"))?;
+    inference.join().map_err(|_| RunError::Panic("inference"))?;
+    motor_stop.store(true, Ordering::Relaxed);
+    let motor = motor.join().map_err(|_| RunError::Panic("motor"))?;
+    let record = match recorder_handle {
+        Some(h) => Some(h.join().map_err(|_| RunError::Panic("recorder"))?),
+        None => None,
+    };
+    let inference_stats = stats.lock().expect("stats lock").summary();
+    Ok(RunSummary {
+        config: config.source.clone(),
+        model_dir: config.model_dir.display().to_string(),
+        model_id: meta.model_id.clone(),
+        backend: "tract (CPU)",
+        source: source_text,
+        ran_s: started.elapsed().as_secs_f64(),
+        stop_reason,
+        counters: counters.snapshot(),
+        inference: inference_stats,
+        motor,
+        record,
+    })
+}

@@ -1,0 +1,152 @@
+//! `mvla run` as a process: the built-in default, clean shutdown on SIGTERM,
+//! recording that survives a crash, and configuration errors.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mvla::record::Episode;
+
+fn mvla() -> Command {
+    let mut c = Command::new(mvla_bin());
+    // Paths in the built-in default are relative to the repository root.
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            child.kill().ok();
+            panic!("mvla did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(rc, 0);
+}
+
+#[test]
+fn default_run_prints_a_json_summary() {
+    let out = mvla()
+        .args(["run", "--duration-s", "2.5", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        s["counters"]["frames_captured"].as_u64().unwrap() >= 3,
+        "{s}"
+    );
+    assert!(s["counters"]["inferences"].as_u64().unwrap() >= 3);
+    assert_eq!(s["counters"]["inference_faults"], 0);
+    assert!(
+        s["inference"]["capture_to_chunk"]["count"]
+            .as_u64()
+            .unwrap()
+            >= 3
+    );
+    assert!(s["motor"]["ticks"].as_u64().unwrap() > 100);
+    assert!(s["stop_reason"].as_str().unwrap().starts_with("duration"));
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly_with_a_summary() {
+    let mut child = mvla()
+        .arg("run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(10));
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        status.success(),
+        "{status:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("stop requested") && text.contains("inferences"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_recording_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = mvla()
+        .args(["run", "--record"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Four replayed steps (0.8 s each), then kill without any chance to clean up.
+    std::thread::sleep(Duration::from_millis(3500));
+    signal(&child, libc::SIGKILL);
+    wait_with_timeout(&mut child, Duration::from_secs(5));
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "h5"))
+        .expect("an episode file");
+    let ep = Episode::open(&file).unwrap();
+    assert!(ep.frames >= 2, "{} rows survived", ep.frames);
+    assert_eq!(ep.event_types.len(), ep.frames);
+    assert_eq!(ep.event_types[0], "episode_start");
+    let source = Episode::open(&episodes_dir().join(format!("{FLAT_EPISODE}.h5"))).unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in 0..ep.frames {
+        ep.read_frame(i, &mut a).unwrap();
+        source.read_frame(i, &mut b).unwrap();
+        assert!(a == b, "row {i} differs from the replayed frame");
+    }
+    // The session log is line-flushed: every line is complete JSON.
+    let log = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .unwrap();
+    for line in std::fs::read_to_string(log).unwrap().lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap();
+    }
+}
+
+#[test]
+fn a_bad_config_names_file_and_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("robot.toml");
+    std::fs::write(
+        &path,
+        "[model]\ndir = \"m\"\n[capture]\nsource = \"replay\"\n[capture.replay]\nepisodes = [\"e\"]\n[motor]\nloop_hz = 0\n",
+    )
+    .unwrap();
+    let out = mvla()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("robot.toml") && err.contains("motor.loop_hz"),
+        "{err}"
+    );
+}
