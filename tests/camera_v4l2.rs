@@ -32,12 +32,16 @@ fn open(format: PixelFormat, width: u32, height: u32) -> V4l2Source {
 #[ignore = "needs a V4L2 camera at /dev/video0"]
 fn camera_delivers_fresh_timestamped_frames() {
     let clock = MonotonicClock;
-    for (format, w, h) in [(PixelFormat::Yuyv, 640, 480), (PixelFormat::Mjpeg, 1280, 720)] {
+    for (format, w, h) in [
+        (PixelFormat::Yuyv, 640, 480),
+        (PixelFormat::Mjpeg, 1280, 720),
+    ] {
         let mut cam = open(format, w, h);
         let mut frame = Frame::default();
         let mut last = None;
         for i in 0..30 {
-            cam.next_frame(&mut frame).unwrap_or_else(|e| panic!("{format:?} frame {i}: {e}"));
+            cam.next_frame(&mut frame)
+                .unwrap_or_else(|e| panic!("{format:?} frame {i}: {e}"));
             assert_eq!((frame.width, frame.height), (w as usize, h as usize));
             assert_eq!(frame.data.len(), frame.width * frame.height * 3);
             let now = clock.now();
@@ -51,7 +55,10 @@ fn camera_delivers_fresh_timestamped_frames() {
                 std::thread::sleep(Duration::from_millis(300));
                 cam.next_frame(&mut frame).unwrap();
                 let age = clock.now().saturating_since(frame.capture_time);
-                assert!(age < Duration::from_millis(150), "{format:?}: stale frame, {age:?} old");
+                assert!(
+                    age < Duration::from_millis(150),
+                    "{format:?}: stale frame, {age:?} old"
+                );
                 last = Some(frame.capture_time);
             }
         }

@@ -6,6 +6,11 @@
 //! would send. The real loop (limits, kinematics, failsafe ladder, wheel
 //! link) replaces it behind the same inputs.
 
+pub mod calib;
+pub mod failsafe;
+pub mod kinematics;
+pub mod limits;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
