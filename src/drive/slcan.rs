@@ -1,0 +1,209 @@
+//! SLCAN (Lawicel ASCII) over a serial port to the robot's CAN bus.
+//!
+//! Open: `C\r` (close, in case the adapter was left open) → `S6\r` (500 kbit/s)
+//! → `O\r`. Each wheel command: `t010407WWWWWW\r`. The adapter answers `\r`
+//! (some firmware `z\r`/`Z\r` for a sent frame) on success and BEL (0x07) on
+//! error. Any error drops the port; the next send reconnects with backoff and
+//! commands stop before anything else.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use super::{serbot_frame_data, LinkError, MotorLink, SERBOT_CAN_ID, STOP_WHEELS};
+
+#[derive(Debug, Clone)]
+pub struct SlcanConfig {
+    pub port: String,
+    pub baud: u32,
+    /// SLCAN bitrate code: '6' = 500 kbit/s (the Serbot bus).
+    pub bitrate_code: char,
+    /// Longest wait for the adapter's reply to one command.
+    pub reply_timeout: Duration,
+}
+
+/// Encode a standard CAN frame as an SLCAN `t` command (no allocation).
+pub fn encode_frame(id: u16, data: &[u8]) -> heapless::Vec<u8, 32> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = heapless::Vec::new();
+    let push = |out: &mut heapless::Vec<u8, 32>, b: u8| {
+        let _ = out.push(b);
+    };
+    push(&mut out, b't');
+    for shift in [8, 4, 0] {
+        push(&mut out, HEX[usize::from((id >> shift) & 0xF)]);
+    }
+    push(&mut out, HEX[data.len().min(8)]);
+    for &b in data.iter().take(8) {
+        push(&mut out, HEX[usize::from(b >> 4)]);
+        push(&mut out, HEX[usize::from(b & 0xF)]);
+    }
+    push(&mut out, b'\r');
+    out
+}
+
+/// First reconnect after 100 ms, doubling to 2 s: fast recovery from a USB
+/// glitch without hammering a missing device.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+pub struct Slcan {
+    config: SlcanConfig,
+    port: Option<Box<dyn serialport::SerialPort>>,
+    next_attempt: Option<Instant>,
+    backoff: Duration,
+    pub reconnects: u64,
+}
+
+impl Slcan {
+    /// Open and initialise the adapter; fails if it does not answer.
+    pub fn open(config: SlcanConfig) -> Result<Self, LinkError> {
+        let mut s = Self {
+            config,
+            port: None,
+            next_attempt: None,
+            backoff: BACKOFF_START,
+            reconnects: 0,
+        };
+        s.connect()?;
+        Ok(s)
+    }
+
+    fn io_err(&self, e: impl std::fmt::Display) -> LinkError {
+        LinkError::Io {
+            port: self.config.port.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn connect(&mut self) -> Result<(), LinkError> {
+        let port = serialport::new(&self.config.port, self.config.baud)
+            .timeout(self.config.reply_timeout)
+            .open()
+            .map_err(|e| self.io_err(e))?;
+        self.port = Some(port);
+        // Close first: the adapter may still be open from a crashed run; its
+        // answer (OK or BEL when already closed) does not matter.
+        self.write_all(b"C\r")?;
+        let _ = self.read_reply("C");
+        let mut s = heapless::String::<4>::new();
+        let _ = s.push('S');
+        let _ = s.push(self.config.bitrate_code);
+        let _ = s.push('\r');
+        self.command(s.as_bytes(), "S")?;
+        self.command(b"O\r", "O")?;
+        Ok(())
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
+        let port = self.port.as_mut().ok_or(LinkError::Down)?;
+        let r = port.write_all(bytes).and_then(|_| port.flush());
+        r.map_err(|e| self.io_err(e))
+    }
+
+    /// Read one reply: `\r`, `z\r` or `Z\r` = OK; BEL = error; else garbage.
+    fn read_reply(&mut self, command: &str) -> Result<(), LinkError> {
+        let timeout = self.config.reply_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut got: heapless::Vec<u8, 16> = heapless::Vec::new();
+        let port = self.port.as_mut().ok_or(LinkError::Down)?;
+        let mut byte = [0u8; 1];
+        loop {
+            if Instant::now() > deadline {
+                return Err(LinkError::Timeout(timeout));
+            }
+            match port.read(&mut byte) {
+                Ok(0) => continue,
+                Ok(_) => match byte[0] {
+                    b'\r' => {
+                        return match got.as_slice() {
+                            [] | [b'z'] | [b'Z'] => Ok(()),
+                            other => Err(LinkError::Garbage(other.to_vec())),
+                        }
+                    }
+                    0x07 => {
+                        return Err(LinkError::Nack {
+                            command: command.to_string(),
+                        })
+                    }
+                    b => {
+                        if got.push(b).is_err() {
+                            return Err(LinkError::Garbage(got.to_vec()));
+                        }
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(LinkError::Timeout(timeout));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(LinkError::Io {
+                        port: self.config.port.clone(),
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, bytes: &[u8], name: &str) -> Result<(), LinkError> {
+        self.write_all(bytes)?;
+        self.read_reply(name)
+    }
+
+    fn drop_port(&mut self) {
+        self.port = None;
+        self.next_attempt = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    fn send_frame(&mut self, wheels: [u8; 3]) -> Result<(), LinkError> {
+        let frame = encode_frame(SERBOT_CAN_ID, &serbot_frame_data(wheels));
+        self.command(&frame, "t")
+    }
+}
+
+impl MotorLink for Slcan {
+    fn describe(&self) -> String {
+        format!(
+            "SLCAN on {} ({} baud, bitrate code S{})",
+            self.config.port, self.config.baud, self.config.bitrate_code
+        )
+    }
+
+    fn send(&mut self, wheels: [u8; 3]) -> Result<(), LinkError> {
+        if self.port.is_none() {
+            if self.next_attempt.is_some_and(|t| Instant::now() < t) {
+                return Err(LinkError::Down);
+            }
+            if let Err(e) = self.connect() {
+                self.drop_port();
+                return Err(e);
+            }
+            self.reconnects += 1;
+            self.backoff = BACKOFF_START;
+            // After a reconnect the first frame is always stop.
+            if let Err(e) = self.send_frame(STOP_WHEELS) {
+                self.drop_port();
+                return Err(e);
+            }
+        }
+        let r = self.send_frame(wheels);
+        if r.is_err() {
+            self.drop_port();
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_frame_bytes_match_upstream() {
+        let f = encode_frame(SERBOT_CAN_ID, &serbot_frame_data(STOP_WHEELS));
+        assert_eq!(f.as_slice(), b"t010407646464\r");
+        let f = encode_frame(SERBOT_CAN_ID, &serbot_frame_data([57, 143, 100]));
+        assert_eq!(f.as_slice(), b"t010407398F64\r");
+    }
+}

@@ -1,0 +1,104 @@
+//! SLCAN link against the in-tree board emulator on a real pty pair.
+
+use std::time::Duration;
+
+use mvla::control::calib::Calibration;
+use mvla::drive::emulator::{BoardEmulator, Fault};
+use mvla::drive::slcan::{Slcan, SlcanConfig};
+use mvla::drive::{LinkError, MotorLink, STOP_WHEELS};
+
+fn config(emu: &BoardEmulator) -> SlcanConfig {
+    SlcanConfig {
+        port: emu.port_path().display().to_string(),
+        baud: 115_200,
+        bitrate_code: '6',
+        reply_timeout: Duration::from_millis(50),
+    }
+}
+
+#[test]
+fn init_sequence_and_wheel_frames_reach_the_board() {
+    let emu = BoardEmulator::start(Calibration::serbot()).unwrap();
+    let mut link = Slcan::open(config(&emu)).unwrap();
+    link.send([57, 143, 100]).unwrap();
+    link.send(STOP_WHEELS).unwrap();
+    let s = emu.snapshot();
+    let cmds: Vec<&[u8]> = s.commands.iter().map(|c| c.command.as_slice()).collect();
+    assert_eq!(
+        cmds,
+        vec![&b"C"[..], b"S6", b"O", b"t010407398F64", b"t010407646464"]
+    );
+    assert_eq!(s.bitrate_code, Some('6'));
+    assert!(s.open);
+    assert_eq!(
+        s.wheel_frames.iter().map(|f| f.1).collect::<Vec<_>>(),
+        vec![[57, 143, 100], STOP_WHEELS]
+    );
+}
+
+#[test]
+fn bel_garbage_and_stall_are_errors_then_the_link_recovers_with_stop_first() {
+    let emu = BoardEmulator::start(Calibration::serbot()).unwrap();
+    let mut link = Slcan::open(config(&emu)).unwrap();
+    emu.set_fault(Fault::BelReplies);
+    assert!(matches!(
+        link.send([120, 80, 100]),
+        Err(LinkError::Nack { .. })
+    ));
+    // Port dropped; retried only after the backoff.
+    assert_eq!(link.send([120, 80, 100]), Err(LinkError::Down));
+    emu.set_fault(Fault::None);
+    std::thread::sleep(Duration::from_millis(150));
+    link.send([120, 80, 100]).unwrap();
+    let frames: Vec<[u8; 3]> = emu.snapshot().wheel_frames.iter().map(|f| f.1).collect();
+    // After reconnecting, stop goes out before the command.
+    assert_eq!(frames[frames.len() - 2..], [STOP_WHEELS, [120, 80, 100]]);
+    assert_eq!(link.reconnects, 1);
+
+    emu.set_fault(Fault::Garbage);
+    assert!(matches!(
+        link.send([110, 90, 100]),
+        Err(LinkError::Garbage(_))
+    ));
+    emu.set_fault(Fault::Stall);
+    std::thread::sleep(Duration::from_millis(250));
+    assert!(matches!(
+        link.send([110, 90, 100]),
+        Err(LinkError::Timeout(_)) | Err(LinkError::Down) | Err(LinkError::Garbage(_))
+    ));
+}
+
+#[test]
+fn unplugging_the_adapter_is_a_link_error() {
+    let emu = BoardEmulator::start(Calibration::serbot()).unwrap();
+    let mut link = Slcan::open(config(&emu)).unwrap();
+    link.send(STOP_WHEELS).unwrap();
+    emu.disconnect();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut failed = false;
+    for _ in 0..5 {
+        if link.send([110, 90, 100]).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "sends to an unplugged adapter must fail");
+}
+
+#[test]
+fn emulator_integrates_the_pose() {
+    let emu = BoardEmulator::start(Calibration::serbot()).unwrap();
+    let mut link = Slcan::open(config(&emu)).unwrap();
+    // Vendor forward at half throttle: w0 = 57, w1 = 143, w2 = 100.
+    for _ in 0..20 {
+        link.send([57, 143, 100]).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    link.send(STOP_WHEELS).unwrap();
+    let (x, y, th) = emu.snapshot().pose;
+    assert!(x > 0.02, "moved forward: {x}");
+    assert!(
+        y.abs() < 0.2 * x && th.abs() < 0.05,
+        "straight: y {y}, heading {th}"
+    );
+}
