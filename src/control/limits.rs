@@ -62,7 +62,7 @@ pub struct RateState {
 /// linear acceleration (vector norm), bounded linear jerk, and bounded
 /// angular acceleration.
 pub fn rate_limit(state: RateState, target: Twist, dt: f64, limits: &MotionLimits) -> RateState {
-    if !(dt > 0.0) {
+    if dt.is_nan() || dt <= 0.0 {
         return state;
     }
     let prev = state.twist;
