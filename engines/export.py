@@ -93,6 +93,14 @@ def make_fake(args):
                 p.normal_(0.0, 0.02)
     D = kosmos.config.text_config.embed_dim
     head = mv.PolicyHead(D, cfg)
+    if args.head_bias is not None:
+        # A test model that drives: the final layer's bias pushes every chunk
+        # step toward tanh(bias) (e.g. "3,0" = forward), whatever the image.
+        bx, by = (float(v) for v in args.head_bias.split(","))
+        with torch.no_grad():
+            last = head.velocities.mlp[6]
+            last.weight.mul_(0.1)
+            last.bias.copy_(torch.tensor([bx, by] * cfg.chunk))
     sd = {}
     for k, v in peft_model.state_dict().items():
         sd["model.backbone." + k] = v
@@ -442,6 +450,7 @@ def main(argv=None):
     f = sub.add_parser("make-fake", help="randomly initialised checkpoint with the real layout")
     f.add_argument("--size", choices=["tiny", "full"], default="tiny")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--head-bias", help="x,y bias of the head's last layer (test models that drive)")
     f.add_argument("--out", required=True)
     f.set_defaults(fn=make_fake)
 

@@ -11,6 +11,7 @@ Writes:
   tiny_model/                 backbone.onnx, head.onnx, model.json: a tiny
                               randomly initialised Mobile-VLA checkpoint with the
                               real state-dict layout, exported by export.py
+  tiny_model_forward/         the same tiny layout with a head biased to drive forward (HIL tests)
   preprocess/                 Pillow references for the CPU preprocessing twin on
                               1280x720 and 640x480 pattern frames
   episodes/                   two episodes written by h5py, one per layout of
@@ -203,6 +204,16 @@ def main():
             check=True,
         )
         meta = json.loads((model_dir / "model.json").read_text())
+
+        # A second tiny model whose chunks saturate toward "forward": the
+        # hardware-in-the-loop tests need commands that move the wheels.
+        subprocess.run([py, str(ROOT / "engines" / "export.py"), "make-fake", "--size", "tiny", "--seed", "1", "--head-bias", "3,0", "--out", str(tmp / "ck_fwd")], check=True)
+        fwd_dir = FIX / "tiny_model_forward"
+        shutil.rmtree(fwd_dir, ignore_errors=True)
+        subprocess.run(
+            [py, str(ROOT / "engines" / "export.py"), "export", "--checkpoint", str(tmp / "ck_fwd" / "checkpoint.ckpt"), "--config", str(tmp / "ck_fwd" / "train_config.json"), "--token-ids", ",".join(map(str, TINY_TOKEN_IDS)), "--out", str(fwd_dir)],
+            check=True,
+        )
 
         # Rebuild the PyTorch reference (unmerged LoRA, as trained) from the same checkpoint.
         cfg = mv.parse_train_config(json.loads((tmp / "ck" / "train_config.json").read_text()), "train_config.json")

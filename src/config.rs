@@ -113,21 +113,83 @@ impl Default for RawInference {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawMotor {
-    #[serde(default = "default_loop_hz")]
     pub loop_hz: u32,
-    #[serde(default = "default_max_age_ms")]
     pub max_action_age_ms: u64,
+    /// "direction_throttle" (the trained robot's behaviour) or "velocity".
+    pub mode: String,
+    /// "emulator" (in-process board on a pty) or "slcan" (the robot).
+    pub link: String,
+    /// Calibration file; default: the shipped calib/serbot.toml.
+    pub calib: Option<PathBuf>,
+    pub throttle_pct: f64,
+    pub deadzone: f64,
+    pub offset_slew_per_s: f64,
+    pub velocity_scale_m_s: f64,
+    pub max_linear_m_s: f64,
+    pub max_angular_rad_s: f64,
+    pub max_wheel_rad_s: f64,
+    pub max_linear_accel_m_s2: f64,
+    pub max_angular_accel_rad_s2: f64,
+    pub max_linear_jerk_m_s3: f64,
+    pub stop_decel_m_s2: f64,
+    pub crossfade_ms: u64,
+    pub slcan: Option<RawSlcan>,
 }
 
 impl Default for RawMotor {
     fn default() -> Self {
         Self {
-            loop_hz: default_loop_hz(),
-            max_action_age_ms: default_max_age_ms(),
+            loop_hz: 100,
+            max_action_age_ms: 1000,
+            mode: "direction_throttle".into(),
+            link: "emulator".into(),
+            calib: None,
+            // The vendor move() at 50 % throttle (UPSTREAM §2).
+            throttle_pct: 50.0,
+            // Actions are ±1.15 nominal; below 0.3 is the direction classes' dead band.
+            deadzone: 0.3,
+            // 0 -> 68 offsets (full vendor throttle) in 85 ms.
+            offset_slew_per_s: 800.0,
+            // 1.15 action ≈ 0.30 m/s, what the vendor throttle drove (UPSTREAM §2 table).
+            velocity_scale_m_s: 0.26,
+            max_linear_m_s: 0.35,
+            max_angular_rad_s: 1.5,
+            // Offset 80 in the measured table.
+            max_wheel_rad_s: 10.27,
+            max_linear_accel_m_s2: 1.0,
+            max_angular_accel_rad_s2: 4.0,
+            max_linear_jerk_m_s3: 20.0,
+            stop_decel_m_s2: 3.0,
+            crossfade_ms: 100,
+            slcan: None,
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlcan {
+    pub port: String,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// SLCAN bitrate code; "6" = 500 kbit/s, the Serbot bus.
+    #[serde(default = "default_bitrate")]
+    pub bitrate_code: String,
+    #[serde(default = "default_reply_ms")]
+    pub reply_timeout_ms: u64,
+}
+
+fn default_baud() -> u32 {
+    115_200
+}
+fn default_bitrate() -> String {
+    "6".into()
+}
+fn default_reply_ms() -> u64 {
+    // A USB SLCAN adapter answers within a few ms; 20 ms leaves margin at 100 Hz.
+    20
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,12 +226,6 @@ fn default_budget_ms() -> u64 {
     // The research team's target: inference < 200 ms (UPSTREAM §4).
     200
 }
-fn default_loop_hz() -> u32 {
-    100
-}
-fn default_max_age_ms() -> u64 {
-    1000
-}
 fn default_scenario() -> String {
     "mvla_session".into()
 }
@@ -197,6 +253,12 @@ pub enum ReplayPacing {
 }
 
 #[derive(Debug, Clone)]
+pub enum LinkConfig {
+    Emulator,
+    Slcan(crate::drive::slcan::SlcanConfig),
+}
+
+#[derive(Debug, Clone)]
 pub struct RecordConfig {
     pub dir: PathBuf,
     pub episode: bool,
@@ -214,8 +276,9 @@ pub struct Config {
     pub no_frame_timeout: Duration,
     pub history_capacity: usize,
     pub budget: Duration,
-    pub loop_hz: u32,
-    pub max_action_age: Duration,
+    pub motor: crate::control::motor::MotorConfig,
+    pub link: LinkConfig,
+    pub calib: crate::control::calib::Calibration,
     pub record: Option<RecordConfig>,
 }
 
@@ -336,6 +399,105 @@ impl Config {
                 "must be positive".into(),
             ));
         }
+        let m = &raw.motor;
+        let mode = match m.mode.as_str() {
+            "direction_throttle" => crate::control::motor::DriveMode::DirectionThrottle,
+            "velocity" => crate::control::motor::DriveMode::Velocity,
+            other => {
+                return Err(invalid(
+                    "motor.mode",
+                    format!("{other:?} (supported: \"direction_throttle\", \"velocity\")"),
+                ))
+            }
+        };
+        let positive = [
+            ("motor.throttle_pct", m.throttle_pct),
+            ("motor.velocity_scale_m_s", m.velocity_scale_m_s),
+            ("motor.max_linear_m_s", m.max_linear_m_s),
+            ("motor.max_angular_rad_s", m.max_angular_rad_s),
+            ("motor.max_wheel_rad_s", m.max_wheel_rad_s),
+            ("motor.max_linear_accel_m_s2", m.max_linear_accel_m_s2),
+            ("motor.max_angular_accel_rad_s2", m.max_angular_accel_rad_s2),
+            ("motor.max_linear_jerk_m_s3", m.max_linear_jerk_m_s3),
+            ("motor.stop_decel_m_s2", m.stop_decel_m_s2),
+        ];
+        for (key, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid(key, format!("{v} must be positive")));
+            }
+        }
+        if m.throttle_pct > 58.0 {
+            // 58 % keeps the vendor formula's largest offset (1.366 W) within ±80.
+            return Err(invalid(
+                "motor.throttle_pct",
+                format!("{} (at most 58)", m.throttle_pct),
+            ));
+        }
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !(non_negative(m.deadzone) && non_negative(m.offset_slew_per_s)) {
+            return Err(invalid(
+                "motor.deadzone",
+                "deadzone and offset_slew_per_s must be >= 0".into(),
+            ));
+        }
+        let link = match m.link.as_str() {
+            "emulator" => LinkConfig::Emulator,
+            "slcan" => {
+                let sl = m.slcan.as_ref().ok_or_else(|| {
+                    invalid(
+                        "motor.slcan",
+                        "link = \"slcan\" needs a [motor.slcan] table".into(),
+                    )
+                })?;
+                let code = sl
+                    .bitrate_code
+                    .chars()
+                    .next()
+                    .filter(|c| ('0'..='8').contains(c) && sl.bitrate_code.len() == 1);
+                let code = code.ok_or_else(|| {
+                    invalid(
+                        "motor.slcan.bitrate_code",
+                        format!("{:?} (0..8; 6 = 500 kbit/s)", sl.bitrate_code),
+                    )
+                })?;
+                LinkConfig::Slcan(crate::drive::slcan::SlcanConfig {
+                    port: sl.port.clone(),
+                    baud: sl.baud,
+                    bitrate_code: code,
+                    reply_timeout: Duration::from_millis(sl.reply_timeout_ms.max(1)),
+                })
+            }
+            other => {
+                return Err(invalid(
+                    "motor.link",
+                    format!("{other:?} (supported: \"emulator\", \"slcan\")"),
+                ))
+            }
+        };
+        let calib = match &m.calib {
+            None => crate::control::calib::Calibration::serbot(),
+            Some(p) => crate::control::calib::Calibration::load(&resolve(p))
+                .map_err(|e| invalid("motor.calib", e.to_string()))?,
+        };
+        let motor = crate::control::motor::MotorConfig {
+            loop_hz: m.loop_hz,
+            max_action_age: Duration::from_millis(m.max_action_age_ms),
+            mode,
+            limits: crate::control::limits::MotionLimits {
+                max_linear_m_s: m.max_linear_m_s,
+                max_angular_rad_s: m.max_angular_rad_s,
+                max_wheel_rad_s: m.max_wheel_rad_s,
+                max_linear_accel_m_s2: m.max_linear_accel_m_s2,
+                max_angular_accel_rad_s2: m.max_angular_accel_rad_s2,
+                max_linear_jerk_m_s3: m.max_linear_jerk_m_s3,
+            },
+            stop_decel_m_s2: m.stop_decel_m_s2,
+            velocity_scale_m_s: [m.velocity_scale_m_s; 2],
+            throttle_pct: m.throttle_pct,
+            deadzone: m.deadzone,
+            offset_slew_per_s: m.offset_slew_per_s,
+            crossfade: Duration::from_millis(m.crossfade_ms),
+        };
         if raw.model.step_ms == Some(0) {
             return Err(invalid("model.step_ms", "must be positive".into()));
         }
@@ -347,8 +509,9 @@ impl Config {
             no_frame_timeout: Duration::from_millis(raw.inference.no_frame_timeout_ms),
             history_capacity: raw.inference.history_capacity.max(1),
             budget: Duration::from_millis(raw.inference.budget_ms),
-            loop_hz: raw.motor.loop_hz,
-            max_action_age: Duration::from_millis(raw.motor.max_action_age_ms),
+            motor,
+            link,
+            calib,
             record: raw.record.map(|r| RecordConfig {
                 dir: resolve(&r.dir),
                 episode: r.episode,
@@ -386,7 +549,8 @@ mod tests {
             CaptureConfig::Replay { looped: true, .. }
         ));
         assert!(c.record.is_none());
-        assert_eq!(c.loop_hz, 100);
+        assert_eq!(c.motor.loop_hz, 100);
+        assert!(matches!(c.link, LinkConfig::Emulator));
     }
 
     #[test]

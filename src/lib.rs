@@ -17,4 +17,5 @@ pub mod policy;
 pub mod preprocess;
 pub mod record;
 pub mod run;
+pub mod systemd;
 pub mod telemetry;

@@ -296,16 +296,35 @@ fn print_run_summary(s: &mvla::run::RunSummary) {
     }
     let m = &s.motor;
     println!(
-        "  motor (dry run, {} Hz): ticks {}, moving {}, stopped {} (fault {}, stale/exhausted {}, no chunk {}), deadline misses {}",
+        "  motor ({}, {} Hz): ticks {} (moving {}), levels nominal {} / degraded {} / hold {} / stop {} / estop {}, deadline misses {}, tick lateness p99 {:.2} ms",
+        m.mode,
         m.loop_hz,
         m.ticks,
         m.ticks_moving,
-        m.ticks_stopped,
-        m.stopped_by_fault,
-        m.stopped_stale_or_exhausted,
-        m.stopped_no_chunk,
-        m.deadline_misses
+        m.ticks_nominal,
+        m.ticks_degraded,
+        m.ticks_hold,
+        m.ticks_stop,
+        m.ticks_estop,
+        m.deadline_misses,
+        m.tick_lateness.p99_ms
     );
+    println!(
+        "  link {}: frames sent {}, errors {}, superseded {}, final stop sent {}",
+        m.link.link,
+        m.link.frames_sent,
+        m.link.errors,
+        m.link.commands_superseded,
+        m.link.final_stop_sent
+    );
+    if let (Some(p), Some(n)) = (s.emulator_pose, s.emulator_wheel_frames) {
+        println!(
+            "  emulated base: {n} wheel frames, pose x {:.3} m, y {:.3} m, heading {:.1} deg",
+            p.0,
+            p.1,
+            p.2.to_degrees()
+        );
+    }
     if let Some(r) = &s.record {
         for (path, rows) in &r.episodes {
             println!("  recorded episode {path} ({rows} rows)");

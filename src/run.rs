@@ -12,8 +12,13 @@ use crate::capture::replay::{Pacing, ReplaySource};
 use crate::capture::v4l2::V4l2Source;
 use crate::capture::{CaptureError, FrameSource};
 use crate::clock::{Clock, MonotonicClock};
+use crate::config::LinkConfig;
 use crate::config::{CaptureConfig, Config, ReplayPacing};
-use crate::control::{dry_run_motor_loop, MotorSummary};
+use crate::control::motor::MotorLoop;
+use crate::control::{motor_thread, MotorFlags, MotorSummary};
+use crate::drive::emulator::BoardEmulator;
+use crate::drive::slcan::{Slcan, SlcanConfig};
+use crate::drive::{LinkError, LinkWorker};
 use crate::pipeline::{
     capture_loop, inference_loop, latest, Counters, CountersSnapshot, InferenceSettings,
     InferenceStage, InferenceStats, InferenceStatsSummary,
@@ -23,6 +28,7 @@ use crate::policy::{ModelMeta, Policy, PolicyError, PolicyRunner};
 use crate::preprocess::CpuPreprocessor;
 use crate::record::collect_episode_paths;
 use crate::record::session::{spawn_recorder, RecordOutcome, RecordSettings};
+use crate::systemd::Notifier;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -35,6 +41,8 @@ pub enum RunError {
         what: String,
         source: std::io::Error,
     },
+    #[error("wheel link: {0}")]
+    Link(#[from] LinkError),
     #[error("a stage thread panicked: {0}")]
     Panic(&'static str),
 }
@@ -59,6 +67,9 @@ pub struct RunSummary {
     pub inference: InferenceStatsSummary,
     pub motor: MotorSummary,
     pub record: Option<RecordOutcome>,
+    /// With the emulated board: where the simulated base ended up (x m, y m, heading rad).
+    pub emulator_pose: Option<(f64, f64, f64)>,
+    pub emulator_wheel_frames: Option<usize>,
 }
 
 fn build_source(
@@ -161,13 +172,36 @@ pub fn run(
             None => (Box::new(()), None),
         };
 
+    // The wheel link: open it before anything can move (an emulated board for the default config).
+    let notifier = Notifier::from_env();
+    let (emulator, link_cfg) = match &config.link {
+        LinkConfig::Emulator => {
+            let emu =
+                BoardEmulator::start(config.calib.clone()).map_err(|source| RunError::Io {
+                    what: "starting the board emulator".into(),
+                    source,
+                })?;
+            let cfg = SlcanConfig {
+                port: emu.port_path().display().to_string(),
+                baud: 115_200,
+                bitrate_code: '6',
+                reply_timeout: Duration::from_millis(20),
+            };
+            (Some(emu), cfg)
+        }
+        LinkConfig::Slcan(cfg) => (None, cfg.clone()),
+    };
+    let slcan = Slcan::open(link_cfg)?;
+    let link = LinkWorker::spawn(Box::new(slcan)).map_err(|source| RunError::Io {
+        what: "spawning the link thread".into(),
+        source,
+    })?;
     let counters = Arc::new(Counters::default());
     let stats = Arc::new(Mutex::new(InferenceStats::default()));
     let (frame_tx, frame_rx) = latest();
     let (recycle_tx, recycle_rx) = crossbeam_channel::bounded(2);
     let (event_tx, event_rx) = latest();
     let stage_stop = Arc::new(AtomicBool::new(false));
-    let motor_stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
 
     let capture = {
@@ -204,17 +238,28 @@ pub fn run(
                 source,
             })?
     };
+    let flags = MotorFlags::default();
     let motor = {
-        let (clock, stop) = (clock.clone(), motor_stop.clone());
-        let (hz, max_age) = (config.loop_hz, config.max_action_age);
+        let (clock, flags) = (clock.clone(), flags.clone());
+        let motor_loop = MotorLoop::new(config.motor, config.calib.clone());
         std::thread::Builder::new()
             .name("mvla-motor".into())
-            .spawn(move || dry_run_motor_loop(event_rx, clock, hz, max_age, stop))
+            .spawn(move || {
+                motor_thread(
+                    motor_loop,
+                    event_rx,
+                    link,
+                    clock,
+                    flags,
+                    Notifier::from_env(),
+                )
+            })
             .map_err(|source| RunError::Io {
                 what: "spawning the motor thread".into(),
                 source,
             })?
     };
+    notifier.notify("READY=1");
 
     // Wait for a reason to stop.
     let stop_reason = loop {
@@ -232,12 +277,19 @@ pub fn run(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    // Stages first; the motor side keeps commanding stop until they are down.
+    // Stop the wheels first (the motor loop e-stops on its next tick), then
+    // the stages; the motor loop keeps commanding stop until they are down.
+    notifier.notify("STOPPING=1");
+    flags.shutdown.store(true, Ordering::Relaxed);
     stage_stop.store(true, Ordering::Relaxed);
-    capture.join().map_err(|_| RunError::Panic("capture"))?;
-    inference.join().map_err(|_| RunError::Panic("inference"))?;
-    motor_stop.store(true, Ordering::Relaxed);
+    let capture_joined = capture.join();
+    let inference_joined = inference.join();
+    // A few more stop ticks, then the link worker commands stop once more and exits.
+    std::thread::sleep(config.motor.period() * 3);
+    flags.exit.store(true, Ordering::Relaxed);
     let motor = motor.join().map_err(|_| RunError::Panic("motor"))?;
+    capture_joined.map_err(|_| RunError::Panic("capture"))?;
+    inference_joined.map_err(|_| RunError::Panic("inference"))?;
     let record = match recorder_handle {
         Some(h) => Some(h.join().map_err(|_| RunError::Panic("recorder"))?),
         None => None,
@@ -255,5 +307,7 @@ pub fn run(
         inference: inference_stats,
         motor,
         record,
+        emulator_pose: emulator.as_ref().map(|e| e.snapshot().pose),
+        emulator_wheel_frames: emulator.as_ref().map(|e| e.snapshot().wheel_frames.len()),
     })
 }

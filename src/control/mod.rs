@@ -1,247 +1,131 @@
-//! The motor side of the pipeline.
-//!
-//! For now this holds the *dry-run* motor loop: it runs at the configured
-//! rate, picks the action for "now" from the newest chunk by its age, stops
-//! on any fault, stale or exhausted chunk, and logs/counts the command it
-//! would send. The real loop (limits, kinematics, failsafe ladder, wheel
-//! link) replaces it behind the same inputs.
+//! The motor side: calibration, kinematics, limits, the failsafe ladder,
+//! the motor loop (`motor.rs`) and the thread that runs it at a fixed rate.
 
 pub mod calib;
 pub mod failsafe;
 pub mod kinematics;
 pub mod limits;
+pub mod motor;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use serde::Serialize;
 
-use crate::clock::{Clock, Timestamp};
-use crate::fault::FaultKind;
-use crate::pipeline::{try_newest, ActionChunk, InferenceEvent};
+use crate::clock::Clock;
+use crate::drive::{LinkSummary, LinkWorker};
+use crate::pipeline::{try_newest, InferenceEvent};
+use crate::systemd::Notifier;
 use crate::telemetry::{LatencyHistogram, LatencySummary, RateLimit};
-
-/// Why the command is what it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CommandReason {
-    /// Executing chunk step `index`.
-    Chunk {
-        index: usize,
-    },
-    NoChunkYet,
-    Fault(FaultKind),
-    StaleChunk,
-    ChunkExhausted,
-}
-
-/// What the motor side knows between ticks.
-#[derive(Debug, Clone, Default)]
-pub struct MotorInputs {
-    pub chunk: Option<ActionChunk>,
-    /// The newest fault and when it was seen; cleared by a chunk from a later frame.
-    pub fault: Option<(FaultKind, Timestamp)>,
-}
-
-impl MotorInputs {
-    pub fn apply(&mut self, event: InferenceEvent) {
-        match event {
-            InferenceEvent::Chunk(c) => {
-                if self.fault.is_some_and(|(_, at)| c.t0 > at) {
-                    self.fault = None;
-                }
-                self.chunk = Some(c);
-            }
-            InferenceEvent::Fault { kind, at } => self.fault = Some((kind, at)),
-        }
-    }
-}
-
-/// The (x, y) command for `now`: the chunk's action for the current step, or
-/// zero when there is a fault, no chunk, a chunk older than `max_age`, or a
-/// chunk that has run out.
-pub fn command_for(
-    now: Timestamp,
-    inputs: &MotorInputs,
-    max_age: Duration,
-) -> ([f32; 2], CommandReason) {
-    if let Some((kind, _)) = inputs.fault {
-        return ([0.0; 2], CommandReason::Fault(kind));
-    }
-    let Some(chunk) = &inputs.chunk else {
-        return ([0.0; 2], CommandReason::NoChunkYet);
-    };
-    if chunk.age(now) > max_age {
-        return ([0.0; 2], CommandReason::StaleChunk);
-    }
-    match chunk.action_at(now) {
-        Some((index, a)) => (a, CommandReason::Chunk { index }),
-        None => ([0.0; 2], CommandReason::ChunkExhausted),
-    }
-}
+use failsafe::Level;
+use motor::MotorLoop;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MotorSummary {
     pub loop_hz: u32,
+    pub mode: String,
     pub ticks: u64,
     pub deadline_misses: u64,
+    /// How late each tick started after its deadline.
+    pub tick_lateness: LatencySummary,
     pub ticks_moving: u64,
-    pub ticks_stopped: u64,
-    pub stopped_by_fault: u64,
-    pub stopped_stale_or_exhausted: u64,
-    pub stopped_no_chunk: u64,
-    /// Age of the chunk (now − capture time) at each tick that used it.
+    pub ticks_nominal: u64,
+    pub ticks_degraded: u64,
+    pub ticks_hold: u64,
+    pub ticks_stop: u64,
+    pub ticks_estop: u64,
+    /// Age of the chunk (now − capture time) at each tick that executed it.
     pub chunk_age_at_use: LatencySummary,
+    pub link: LinkSummary,
 }
 
-/// Dry-run motor loop: fixed rate on `clock`, absolute deadlines, never
-/// blocks on the channel. Returns its summary when `stop` is set.
-pub fn dry_run_motor_loop(
+/// Flags the motor thread watches.
+#[derive(Debug, Clone, Default)]
+pub struct MotorFlags {
+    /// Stop the robot now (EStop) and keep commanding stop.
+    pub shutdown: Arc<AtomicBool>,
+    /// Leave the loop (set after `shutdown` has been honoured).
+    pub exit: Arc<AtomicBool>,
+}
+
+/// Run the motor loop at its fixed rate with absolute deadlines. Never blocks
+/// on a channel: takes the newest event, posts the newest command to the link
+/// worker. On exit the link worker commands stop before it is dropped.
+pub fn motor_thread(
+    mut motor: MotorLoop,
     events: Receiver<InferenceEvent>,
+    link: LinkWorker,
     clock: Arc<dyn Clock>,
-    loop_hz: u32,
-    max_age: Duration,
-    stop: Arc<AtomicBool>,
+    flags: MotorFlags,
+    notifier: Notifier,
 ) -> MotorSummary {
-    let period = Duration::from_nanos(1_000_000_000 / u64::from(loop_hz.max(1)));
-    let mut inputs = MotorInputs::default();
-    let mut age = LatencyHistogram::new();
+    let cfg = *motor.config();
+    let period = cfg.period();
     let mut s = MotorSummary {
-        loop_hz,
+        loop_hz: cfg.loop_hz,
+        mode: format!("{:?}", cfg.mode),
         ..Default::default()
     };
+    let mut age = LatencyHistogram::new();
+    let mut lateness = LatencyHistogram::new();
     let mut log = RateLimit::new(Duration::from_secs(1));
-    let mut deadline = clock.now().plus(period);
-    while !stop.load(Ordering::Relaxed) {
-        if let Some(event) = try_newest(&events) {
-            inputs.apply(event);
-        }
+    let watchdog = Notifier::watchdog_period();
+    let mut last_feed = Instant::now();
+    let mut misses_since_feed = 0u64;
+    let mut deadline = clock.now();
+    let mut last_level = Level::Hold;
+    while !flags.exit.load(Ordering::Relaxed) {
         let now = clock.now();
-        let (cmd, reason) = command_for(now, &inputs, max_age);
+        lateness.record(now.saturating_since(deadline));
+        if let Some(event) = try_newest(&events) {
+            motor.on_event(event, now);
+        }
+        let out = motor.tick(now, link.is_up(), flags.shutdown.load(Ordering::Relaxed));
+        link.post(out.wheels);
         s.ticks += 1;
-        match reason {
-            CommandReason::Chunk { .. } => {
-                if let Some(c) = &inputs.chunk {
-                    age.record(c.age(now));
+        match out.level {
+            Level::Nominal => s.ticks_nominal += 1,
+            Level::Degraded => s.ticks_degraded += 1,
+            Level::Hold => s.ticks_hold += 1,
+            Level::Stop => s.ticks_stop += 1,
+            Level::EStop => s.ticks_estop += 1,
+        }
+        if out.wheels != crate::drive::STOP_WHEELS {
+            s.ticks_moving += 1;
+        }
+        if let Some(a) = out.chunk_age {
+            age.record(a);
+        }
+        if out.level != last_level {
+            if let Some(suppressed) = log.allow() {
+                tracing::info!(level = ?out.level, cause = ?motor.failsafe().worst(), suppressed, "failsafe level");
+            }
+            last_level = out.level;
+        }
+        // Feed systemd's watchdog only while the loop keeps its deadlines.
+        if let Some(p) = watchdog {
+            if last_feed.elapsed() >= p {
+                if misses_since_feed < u64::from(cfg.loop_hz) / 2 {
+                    notifier.notify("WATCHDOG=1");
                 }
-                if cmd != [0.0, 0.0] {
-                    s.ticks_moving += 1;
-                } else {
-                    s.ticks_stopped += 1;
-                }
-            }
-            CommandReason::Fault(_) => {
-                s.ticks_stopped += 1;
-                s.stopped_by_fault += 1;
-            }
-            CommandReason::StaleChunk | CommandReason::ChunkExhausted => {
-                s.ticks_stopped += 1;
-                s.stopped_stale_or_exhausted += 1;
-            }
-            CommandReason::NoChunkYet => {
-                s.ticks_stopped += 1;
-                s.stopped_no_chunk += 1;
+                last_feed = Instant::now();
+                misses_since_feed = 0;
             }
         }
-        if log.allow().is_some() {
-            tracing::info!(
-                x = cmd[0],
-                y = cmd[1],
-                ?reason,
-                "dry-run motor: would command"
-            );
+        deadline = deadline.plus(period);
+        let after = clock.now();
+        if after > deadline {
+            s.deadline_misses += 1;
+            misses_since_feed += 1;
+            // Skip the missed periods instead of bursting to catch up.
+            deadline = after;
         }
         clock.sleep_until(deadline);
-        let after = clock.now();
-        if after > deadline.plus(period) {
-            s.deadline_misses += 1;
-            // Skip missed periods instead of bursting to catch up.
-            deadline = after.plus(period);
-        } else {
-            deadline = deadline.plus(period);
-        }
     }
     s.chunk_age_at_use = age.summary();
+    s.tick_lateness = lateness.summary();
+    s.link = link.shutdown();
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pipeline::StageTimings;
-
-    fn chunk(t0_ms: u64) -> ActionChunk {
-        let mut actions = heapless::Vec::new();
-        actions.push([1.15, 0.0]).unwrap();
-        actions.push([0.0, 1.15]).unwrap();
-        ActionChunk {
-            seq: 1,
-            frame_seq: 1,
-            t0: Timestamp(t0_ms * 1_000_000),
-            step: Duration::from_millis(800),
-            actions,
-            raw_first: [1.0, 0.0],
-            forced_zero: false,
-            history_steps: 1,
-            timings: StageTimings::default(),
-        }
-    }
-
-    fn ms(v: u64) -> Timestamp {
-        Timestamp(v * 1_000_000)
-    }
-
-    #[test]
-    fn commands_follow_chunk_age_and_stop_when_unsure() {
-        let max_age = Duration::from_millis(1000);
-        let mut inputs = MotorInputs::default();
-        // Nothing yet: stopped.
-        assert_eq!(
-            command_for(ms(0), &inputs, max_age).1,
-            CommandReason::NoChunkYet
-        );
-        inputs.apply(InferenceEvent::Chunk(chunk(100)));
-        // Step 0 of the chunk, then step 1 once one step has passed since capture.
-        assert_eq!(
-            command_for(ms(150), &inputs, max_age),
-            ([1.15, 0.0], CommandReason::Chunk { index: 0 })
-        );
-        assert_eq!(
-            command_for(ms(900), &inputs, max_age),
-            ([0.0, 1.15], CommandReason::Chunk { index: 1 })
-        );
-        // Older than max_age: stop, even though the chunk still has a step.
-        assert_eq!(
-            command_for(ms(1101), &inputs, max_age).1,
-            CommandReason::StaleChunk
-        );
-        // A fault stops at once ...
-        inputs.apply(InferenceEvent::Fault {
-            kind: FaultKind::NoFrame,
-            at: ms(200),
-        });
-        assert_eq!(
-            command_for(ms(201), &inputs, max_age),
-            ([0.0; 2], CommandReason::Fault(FaultKind::NoFrame))
-        );
-        // ... a chunk from an older frame does not clear it ...
-        inputs.apply(InferenceEvent::Chunk(chunk(150)));
-        assert!(matches!(
-            command_for(ms(210), &inputs, max_age).1,
-            CommandReason::Fault(_)
-        ));
-        // ... a chunk from a newer frame does.
-        inputs.apply(InferenceEvent::Chunk(chunk(250)));
-        assert_eq!(
-            command_for(ms(260), &inputs, max_age).1,
-            CommandReason::Chunk { index: 0 }
-        );
-        // Past the chunk's end (2 steps): stop.
-        assert_eq!(
-            command_for(ms(250 + 1600), &inputs, Duration::from_secs(10)).1,
-            CommandReason::ChunkExhausted
-        );
-    }
 }

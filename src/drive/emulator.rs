@@ -12,12 +12,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 
 use super::{SERBOT_CAN_ID, SERBOT_WHEEL_MASK, STOP_WHEELS};
+use crate::clock::{Clock, MonotonicClock, Timestamp};
 use crate::control::calib::Calibration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,7 +36,8 @@ pub enum Fault {
 /// One command as received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Received {
-    pub at: Instant,
+    /// Monotonic-clock time of arrival (comparable with capture timestamps).
+    pub at: Timestamp,
     pub command: Vec<u8>,
 }
 
@@ -43,7 +45,7 @@ pub struct Received {
 pub struct EmulatorState {
     pub commands: Vec<Received>,
     /// Decoded wheel frames `(time, [w0, w1, w2])`.
-    pub wheel_frames: Vec<(Instant, [u8; 3])>,
+    pub wheel_frames: Vec<(Timestamp, [u8; 3])>,
     pub open: bool,
     pub bitrate_code: Option<char>,
     /// Simulated base pose (x m, y m, heading rad), integrated from the wheel bytes.
@@ -154,7 +156,7 @@ fn run(
     let mut file = std::fs::File::from(master);
     let mut line: Vec<u8> = Vec::with_capacity(64);
     let mut buf = [0u8; 256];
-    let mut last_wheels: Option<(Instant, [u8; 3])> = None;
+    let mut last_wheels: Option<(Timestamp, [u8; 3])> = None;
     while !stop.load(Ordering::SeqCst) {
         if disconnect.load(Ordering::SeqCst) {
             return; // dropping the master fd hangs up the pty
@@ -187,7 +189,7 @@ fn run(
                 line.push(b);
                 continue;
             }
-            let now = Instant::now();
+            let now = MonotonicClock.now();
             let reply: &[u8] = {
                 let mut s = state.lock().expect("emulator state");
                 s.commands.push(Received {
@@ -223,7 +225,7 @@ fn run(
                                         &mut s.pose,
                                         &calib,
                                         w_prev,
-                                        now.duration_since(t_prev),
+                                        now.saturating_since(t_prev),
                                     );
                                 }
                                 last_wheels = Some((now, wheels));
