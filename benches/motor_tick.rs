@@ -1,0 +1,115 @@
+//! `cargo bench --bench motor_tick`: motor loop tick period error (how late
+//! each tick starts after its absolute deadline) at 100 Hz and 500 Hz, idle
+//! and with a busy thread loading the other core, and allocations per tick.
+//! The loop is the real `MotorLoop` fed a chunk every 800 ms, sleeping with
+//! `clock_nanosleep(TIMER_ABSTIME)`; no real-time priority (as in CI).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mvla::clock::{Clock, MonotonicClock};
+use mvla::config::Config;
+use mvla::control::motor::MotorLoop;
+use mvla::pipeline::{ActionChunk, InferenceEvent, StageTimings};
+use mvla::telemetry::LatencyHistogram;
+
+struct Counting;
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn run(hz: u32, seconds: f64, load: bool) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader = load.then(|| {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut x = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                std::hint::black_box(x);
+            }
+        })
+    });
+    let mut cfg = Config::builtin_default().motor;
+    cfg.loop_hz = hz;
+    let mut m = MotorLoop::new(cfg, Config::builtin_default().calib);
+    let clock = MonotonicClock;
+    let period = cfg.period();
+    let ticks = (seconds * f64::from(hz)) as u64;
+    let chunks: Vec<InferenceEvent> = (0..=(seconds / 0.8) as u64 + 1)
+        .map(|i| {
+            InferenceEvent::Chunk(ActionChunk {
+                seq: i,
+                frame_seq: i,
+                t0: clock.now().plus(Duration::from_millis(800 * i)),
+                step: Duration::from_millis(800),
+                actions: [[1.15f32, 0.0]; 10].into_iter().collect(),
+                raw_first: [1.0, 0.0],
+                forced_zero: false,
+                history_steps: 8,
+                timings: StageTimings::default(),
+            })
+        })
+        .collect();
+    let mut chunks = chunks.into_iter();
+    let mut next_chunk_at = clock.now();
+    let mut late = LatencyHistogram::new();
+    let mut work = LatencyHistogram::new();
+    let mut misses = 0u64;
+    let mut deadline = clock.now().plus(period);
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for _ in 0..ticks {
+        clock.sleep_until(deadline);
+        let now = clock.now();
+        late.record(now.saturating_since(deadline));
+        if now >= next_chunk_at {
+            if let Some(c) = chunks.next() {
+                m.on_event(c, now);
+            }
+            next_chunk_at = now.plus(Duration::from_millis(800));
+        }
+        std::hint::black_box(m.tick(now, true, false));
+        work.record(clock.now().saturating_since(now));
+        deadline = deadline.plus(period);
+        if clock.now() > deadline {
+            misses += 1;
+        }
+    }
+    let allocs = ALLOCATIONS.load(Ordering::SeqCst) - before;
+    stop.store(true, Ordering::Relaxed);
+    if let Some(h) = loader {
+        h.join().unwrap();
+    }
+    let (l, w) = (late.summary(), work.summary());
+    println!(
+        "{hz:>4} Hz {:<14} ticks {ticks:>6}: period error p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; tick work p50 {:.4} ms; deadline misses {misses}; allocations/tick {:.3}",
+        if load { "other core busy" } else { "idle" },
+        l.p50_ms,
+        l.p99_ms,
+        l.max_ms,
+        w.p50_ms,
+        allocs as f64 / ticks as f64
+    );
+}
+
+fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let seconds = if quick { 0.2 } else { 10.0 };
+    for hz in [100, 500] {
+        for load in [false, true] {
+            run(hz, seconds, load);
+        }
+    }
+}
