@@ -135,6 +135,10 @@ pub struct RawMotor {
     pub max_linear_jerk_m_s3: f64,
     pub stop_decel_m_s2: f64,
     pub crossfade_ms: u64,
+    /// SCHED_FIFO priority for the motor thread (0 = normal scheduling).
+    pub realtime_priority: u8,
+    /// mlockall() at start so the motor loop never page-faults.
+    pub lock_memory: bool,
     pub slcan: Option<RawSlcan>,
 }
 
@@ -163,6 +167,8 @@ impl Default for RawMotor {
             max_linear_jerk_m_s3: 20.0,
             stop_decel_m_s2: 3.0,
             crossfade_ms: 100,
+            realtime_priority: 0,
+            lock_memory: false,
             slcan: None,
         }
     }
@@ -279,6 +285,8 @@ pub struct Config {
     pub motor: crate::control::motor::MotorConfig,
     pub link: LinkConfig,
     pub calib: crate::control::calib::Calibration,
+    pub realtime_priority: u8,
+    pub lock_memory: bool,
     pub record: Option<RecordConfig>,
 }
 
@@ -512,6 +520,8 @@ impl Config {
             motor,
             link,
             calib,
+            realtime_priority: raw.motor.realtime_priority.min(99),
+            lock_memory: raw.motor.lock_memory,
             record: raw.record.map(|r| RecordConfig {
                 dir: resolve(&r.dir),
                 episode: r.episode,
@@ -551,6 +561,19 @@ mod tests {
         assert!(c.record.is_none());
         assert_eq!(c.motor.loop_hz, 100);
         assert!(matches!(c.link, LinkConfig::Emulator));
+    }
+
+    #[test]
+    fn shipped_robot_config_is_valid() {
+        // The calib path is absolute on the robot; point it at the repo copy.
+        let text = include_str!("../systemd/robot.toml")
+            .replace("/etc/mvla/serbot.toml", "calib/serbot.toml");
+        let c = Config::from_toml(&text, "systemd/robot.toml", Path::new("")).unwrap();
+        assert!(matches!(c.link, LinkConfig::Slcan(_)));
+        assert!(matches!(c.capture, CaptureConfig::V4l2 { .. }));
+        assert_eq!(c.realtime_priority, 60);
+        assert!(c.lock_memory);
+        assert!(c.record.is_some());
     }
 
     #[test]

@@ -196,6 +196,11 @@ pub fn run(
         what: "spawning the link thread".into(),
         source,
     })?;
+    if config.lock_memory {
+        if let Err(e) = crate::control::lock_memory() {
+            tracing::error!("mlockall failed ({e}); the motor loop may page-fault");
+        }
+    }
     let counters = Arc::new(Counters::default());
     let stats = Arc::new(Mutex::new(InferenceStats::default()));
     let (frame_tx, frame_rx) = latest();
@@ -242,6 +247,7 @@ pub fn run(
     let motor = {
         let (clock, flags) = (clock.clone(), flags.clone());
         let motor_loop = MotorLoop::new(config.motor, config.calib.clone());
+        let rt = config.realtime_priority;
         std::thread::Builder::new()
             .name("mvla-motor".into())
             .spawn(move || {
@@ -252,6 +258,7 @@ pub fn run(
                     clock,
                     flags,
                     Notifier::from_env(),
+                    rt,
                 )
             })
             .map_err(|source| RunError::Io {

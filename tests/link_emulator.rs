@@ -102,3 +102,27 @@ fn emulator_integrates_the_pose() {
         "straight: y {y}, heading {th}"
     );
 }
+
+#[test]
+fn calib_helper_drives_then_stops() {
+    let emu = BoardEmulator::start(Calibration::serbot()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mvla"))
+        .args(["calib", "--port"])
+        .arg(emu.port_path())
+        .args(["--direction", "left", "--seconds", "0.2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames: Vec<[u8; 3]> = emu.snapshot().wheel_frames.iter().map(|f| f.1).collect();
+    // Vendor move left at 50 %: w0 = 75, w1 = 75, w2 = 150; then stop.
+    assert!(
+        frames.len() >= 5 && frames[0] == [75, 75, 150],
+        "{frames:?}"
+    );
+    assert_eq!(*frames.last().unwrap(), STOP_WHEELS);
+    assert!(emu.snapshot().pose.1 > 0.0, "the emulated base moved left");
+}

@@ -60,7 +60,11 @@ pub fn motor_thread(
     clock: Arc<dyn Clock>,
     flags: MotorFlags,
     notifier: Notifier,
+    realtime_priority: u8,
 ) -> MotorSummary {
+    if realtime_priority > 0 {
+        set_realtime(realtime_priority);
+    }
     let cfg = *motor.config();
     let period = cfg.period();
     let mut s = MotorSummary {
@@ -128,4 +132,31 @@ pub fn motor_thread(
     s.tick_lateness = lateness.summary();
     s.link = link.shutdown();
     s
+}
+
+/// Put the calling thread on SCHED_FIFO at `priority` (needs CAP_SYS_NICE or
+/// an RTPRIO limit; the systemd unit grants both). Failure is logged loudly.
+pub fn set_realtime(priority: u8) {
+    let param = libc::sched_param {
+        sched_priority: i32::from(priority),
+    };
+    // SAFETY: pid 0 = the calling thread; `param` outlives the call.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if rc != 0 {
+        tracing::error!(
+            "motor thread: SCHED_FIFO {priority} refused ({}); running with normal scheduling",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Lock current and future memory (no page faults in the motor loop).
+pub fn lock_memory() -> std::io::Result<()> {
+    // SAFETY: mlockall takes flags only.
+    let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
