@@ -9,7 +9,25 @@
 //! [`CpuPreprocessor`] is the reference implementation (and the CPU twin of
 //! the CUDA kernels).
 
+pub mod kernels;
 pub mod resize;
+
+// The GPU backend swaps by module: the real one with `--features cuda`, a
+// stand-in that explains itself otherwise.
+#[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_disabled.rs"]
+pub mod cuda;
+
+/// Raw camera buffer layouts the GPU path decodes itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// Packed 3-channel u8 (BGR or RGB).
+    Packed3,
+    /// YUYV 4:2:2, decoded to BGR like OpenCV.
+    Yuyv,
+}
 
 use resize::PillowBilinear;
 
@@ -115,6 +133,8 @@ pub enum PreprocessError {
     EmptyFrame { width: usize, height: usize },
     #[error("output buffer holds {actual} floats, the model input needs {expected}")]
     OutputSize { expected: usize, actual: usize },
+    #[error("GPU preprocessing: {0}")]
+    Device(String),
 }
 
 /// Turns frames into model input tensors. Implementations: [`CpuPreprocessor`]
