@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mvla::clock::Timestamp;
+use mvla::config::Config;
 use mvla::control::calib::Calibration;
-use mvla::control::limits::MotionLimits;
-use mvla::control::motor::{DriveMode, MotorConfig, MotorLoop};
+use mvla::control::motor::{DriveMode, MotorLoop};
 use mvla::pipeline::{ActionChunk, InferenceEvent, StageTimings};
 
 struct Counting;
@@ -48,25 +48,8 @@ fn chunk(t0_ms: u64) -> InferenceEvent {
 #[test]
 fn steady_state_ticks_do_not_allocate() {
     for mode in [DriveMode::DirectionThrottle, DriveMode::Velocity] {
-        let cfg = MotorConfig {
-            loop_hz: 100,
-            max_action_age: Duration::from_millis(1000),
-            mode,
-            limits: MotionLimits {
-                max_linear_m_s: 0.35,
-                max_angular_rad_s: 1.5,
-                max_wheel_rad_s: 10.27,
-                max_linear_accel_m_s2: 1.0,
-                max_angular_accel_rad_s2: 4.0,
-                max_linear_jerk_m_s3: 20.0,
-            },
-            stop_decel_m_s2: 3.0,
-            velocity_scale_m_s: [0.26; 2],
-            throttle_pct: 50.0,
-            deadzone: 0.3,
-            offset_slew_per_s: 800.0,
-            crossfade: Duration::from_millis(100),
-        };
+        let mut cfg = Config::builtin_default().motor;
+        cfg.mode = mode;
         let mut m = MotorLoop::new(cfg, Calibration::serbot());
         // Events are built before counting: they arrive from another thread.
         let events: Vec<InferenceEvent> = (0..20).map(|i| chunk(i * 100)).collect();

@@ -237,26 +237,12 @@ mod tests {
     use crate::fault::FaultKind;
     use crate::pipeline::StageTimings;
 
+    /// The shipped defaults (built-in config), with the mode and slew under test.
     fn cfg(mode: DriveMode, slew: f64) -> MotorConfig {
-        MotorConfig {
-            loop_hz: 100,
-            max_action_age: Duration::from_millis(1000),
-            mode,
-            limits: MotionLimits {
-                max_linear_m_s: 0.35,
-                max_angular_rad_s: 1.5,
-                max_wheel_rad_s: 10.27,
-                max_linear_accel_m_s2: 1.0,
-                max_angular_accel_rad_s2: 4.0,
-                max_linear_jerk_m_s3: 20.0,
-            },
-            stop_decel_m_s2: 3.0,
-            velocity_scale_m_s: [0.26, 0.26],
-            throttle_pct: 50.0,
-            deadzone: 0.3,
-            offset_slew_per_s: slew,
-            crossfade: Duration::from_millis(100),
-        }
+        let mut c = crate::config::Config::builtin_default().motor;
+        c.mode = mode;
+        c.offset_slew_per_s = slew;
+        c
     }
 
     fn chunk(t0_ms: u64, actions: &[[f32; 2]]) -> InferenceEvent {
