@@ -75,8 +75,12 @@ fn within_calibration(frames: &[(Timestamp, [u8; 3])]) {
     }
 }
 
+/// These tests check reaction times: run them one at a time, not against each other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn init_steady_frames_and_stop_within_100ms_of_sigterm() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let emu = BoardEmulator::start(Calibration::serbot()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), emu.port_path(), "", "");
@@ -145,6 +149,7 @@ fn init_steady_frames_and_stop_within_100ms_of_sigterm() {
 
 #[test]
 fn stops_within_150ms_when_frames_stop() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let emu = BoardEmulator::start(Calibration::serbot()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Replay once, fast; the source ends and no frame comes any more.
@@ -198,6 +203,7 @@ fn stops_within_150ms_when_frames_stop() {
 
 #[test]
 fn a_hung_adapter_stops_the_robot_and_the_link_recovers_with_stop_first() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let emu = BoardEmulator::start(Calibration::serbot()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), emu.port_path(), "", "");

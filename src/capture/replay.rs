@@ -121,8 +121,11 @@ impl FrameSource for ReplaySource {
             Pacing::Interval(d) => {
                 let due = self.next_due.unwrap_or_else(|| self.clock.now());
                 self.clock.sleep_until(due);
-                self.next_due = Some(due.plus(d));
-                due
+                // Behind schedule (slow reader): the frame is "captured" now, not
+                // at the missed slot, and the schedule restarts from here.
+                let t = self.clock.now().max(due);
+                self.next_due = Some(t.plus(d));
+                t
             }
             Pacing::AsFastAsPossible => self.clock.now(),
         };
