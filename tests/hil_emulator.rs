@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use mvla::clock::{Clock, MonotonicClock, Timestamp};
@@ -47,20 +47,6 @@ fn spawn(config: &Path, record: Option<&Path>) -> Child {
         .unwrap()
 }
 
-fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "mvla did not exit within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn within_calibration(frames: &[(Timestamp, [u8; 3])]) {
     let c = Calibration::serbot();
     let (lo, hi) = (
@@ -93,7 +79,7 @@ fn init_steady_frames_and_stop_within_100ms_of_sigterm() {
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
         0
     );
-    assert!(wait(&mut child, Duration::from_secs(10)).success());
+    assert!(wait_for_exit(&mut child, Duration::from_secs(10)).success());
     let s = emu.snapshot();
 
     // Exact init sequence: close, 500 kbit/s, open; then only wheel frames.
@@ -162,7 +148,7 @@ fn stops_within_150ms_when_frames_stop() {
     let rec = dir.path().join("rec");
     let mut child = spawn(&cfg, Some(&rec));
     assert!(
-        wait(&mut child, Duration::from_secs(20)).success(),
+        wait_for_exit(&mut child, Duration::from_secs(20)).success(),
         "exits when the source ends"
     );
     let s = emu.snapshot();
@@ -216,7 +202,7 @@ fn a_hung_adapter_stops_the_robot_and_the_link_recovers_with_stop_first() {
     std::thread::sleep(Duration::from_millis(1500));
     // SAFETY: kill(2) on our own child process.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert!(wait(&mut child, Duration::from_secs(10)).success());
+    assert!(wait_for_exit(&mut child, Duration::from_secs(10)).success());
     let s = emu.snapshot();
     within_calibration(&s.wheel_frames);
     // After the adapter answers again the controller re-initialises (C, S6, O)

@@ -4,7 +4,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use mvla::record::Episode;
@@ -14,20 +14,6 @@ fn mvla() -> Command {
     // Paths in the built-in default are relative to the repository root.
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
     c
-}
-
-fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            child.kill().ok();
-            panic!("mvla did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn signal(child: &std::process::Child, sig: i32) {
@@ -74,7 +60,7 @@ fn sigterm_shuts_down_cleanly_with_a_summary() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     signal(&child, libc::SIGTERM);
-    let status = wait_with_timeout(&mut child, Duration::from_secs(10));
+    let status = wait_for_exit(&mut child, Duration::from_secs(10));
     let out = child.wait_with_output().unwrap();
     assert!(
         status.success(),
@@ -101,7 +87,7 @@ fn a_recording_survives_a_crash() {
     // Four replayed steps (0.8 s each), then kill without any chance to clean up.
     std::thread::sleep(Duration::from_millis(3500));
     signal(&child, libc::SIGKILL);
-    wait_with_timeout(&mut child, Duration::from_secs(5));
+    wait_for_exit(&mut child, Duration::from_secs(5));
     let file = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -55,3 +55,21 @@ pub fn yuyv_pattern(width: usize, height: usize) -> Vec<u8> {
         .map(|i| ((i.wrapping_mul(2654435761) >> 7) & 255) as u8)
         .collect()
 }
+
+/// Wait for a child process, failing the test if it outlives `limit`.
+pub fn wait_for_exit(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            child.kill().ok();
+            panic!("mvla did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
