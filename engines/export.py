@@ -191,6 +191,8 @@ def export_onnx(module, inputs, path: Path, input_names, output_names, dynamic_a
     (path.parent / data_name).unlink(missing_ok=True)
     if size > 1 << 30:
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
+        # onnx writes the data file owner-only; the service user must be able to read it.
+        os.chmod(path.parent / data_name, 0o644)
         return [data_name]
     onnx.save_model(model, str(path))
     return []
