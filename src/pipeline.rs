@@ -174,8 +174,13 @@ impl<P: Policy> InferenceStage<P> {
             self.runner.reset();
         }
         self.last_frame_time = Some(frame.capture_time);
+        let _frame_span = tracing::debug_span!("inference", frame = frame.seq).entered();
         let t_start = clock.now();
-        if let Err(e) = self.pre.run(frame.view(), &mut self.pixels) {
+        let preprocessed = {
+            let _span = tracing::debug_span!("preprocess").entered();
+            self.pre.run(frame.view(), &mut self.pixels)
+        };
+        if let Err(e) = preprocessed {
             self.runner.reset(); // a hole in the history: do not bridge it
             return Processed {
                 event: InferenceEvent::Fault {
@@ -187,7 +192,10 @@ impl<P: Policy> InferenceStage<P> {
         }
         let t_pre = clock.now();
         let step = self.runner.step_length();
-        let result = self.runner.step(frame.capture_time, &self.pixels);
+        let result = {
+            let _span = tracing::debug_span!("policy").entered();
+            self.runner.step(frame.capture_time, &self.pixels)
+        };
         let t_done = clock.now();
         match result {
             Ok(out) => {
@@ -282,6 +290,7 @@ pub fn capture_loop(
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
 ) {
+    let _stage_span = tracing::info_span!("capture_stage", source = %source.describe()).entered();
     let mut limit = RateLimit::new(Duration::from_secs(1));
     let mut spare: Option<Frame> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -380,6 +389,7 @@ pub fn inference_loop<P: Policy>(
     mut observer: Box<dyn InferenceObserver>,
     stop: Arc<AtomicBool>,
 ) {
+    let _stage_span = tracing::info_span!("inference_stage").entered();
     let mut local = InferenceStats::default();
     let mut fault_log = RateLimit::new(Duration::from_secs(1));
     let mut budget_log = RateLimit::new(Duration::from_secs(5));

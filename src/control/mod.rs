@@ -65,6 +65,7 @@ pub fn motor_thread(
     if realtime_priority > 0 {
         set_realtime(realtime_priority);
     }
+    let _stage_span = tracing::info_span!("motor_stage").entered();
     let cfg = *motor.config();
     let period = cfg.period();
     let mut s = MotorSummary {
