@@ -100,6 +100,15 @@ pub struct RawInference {
     pub history_capacity: usize,
     #[serde(default = "default_budget_ms")]
     pub budget_ms: u64,
+    /// "cpu", "cuda" (GPU required) or "auto" (GPU if available).
+    #[serde(default = "default_preprocess")]
+    pub preprocess: String,
+    /// Where compiled CUDA kernels (PTX) are cached between starts.
+    pub ptx_cache_dir: Option<PathBuf>,
+}
+
+fn default_preprocess() -> String {
+    "cpu".into()
 }
 
 impl Default for RawInference {
@@ -108,6 +117,8 @@ impl Default for RawInference {
             no_frame_timeout_ms: default_no_frame_ms(),
             history_capacity: default_history(),
             budget_ms: default_budget_ms(),
+            preprocess: default_preprocess(),
+            ptx_cache_dir: None,
         }
     }
 }
@@ -282,6 +293,8 @@ pub struct Config {
     pub no_frame_timeout: Duration,
     pub history_capacity: usize,
     pub budget: Duration,
+    pub preprocess: crate::preprocess::Backend,
+    pub ptx_cache_dir: Option<PathBuf>,
     pub motor: crate::control::motor::MotorConfig,
     pub link: LinkConfig,
     pub calib: crate::control::calib::Calibration,
@@ -517,6 +530,18 @@ impl Config {
             no_frame_timeout: Duration::from_millis(raw.inference.no_frame_timeout_ms),
             history_capacity: raw.inference.history_capacity.max(1),
             budget: Duration::from_millis(raw.inference.budget_ms),
+            preprocess: match raw.inference.preprocess.as_str() {
+                "cpu" => crate::preprocess::Backend::Cpu,
+                "cuda" => crate::preprocess::Backend::Cuda,
+                "auto" => crate::preprocess::Backend::Auto,
+                other => {
+                    return Err(invalid(
+                        "inference.preprocess",
+                        format!("{other:?} (supported: \"cpu\", \"cuda\", \"auto\")"),
+                    ))
+                }
+            },
+            ptx_cache_dir: raw.inference.ptx_cache_dir.as_deref().map(&resolve),
             motor,
             link,
             calib,

@@ -18,7 +18,7 @@ use crate::capture::{CaptureError, Frame, FrameSource};
 use crate::clock::{Clock, Timestamp};
 use crate::fault::FaultKind;
 use crate::policy::{Policy, PolicyError, PolicyRunner};
-use crate::preprocess::{CpuPreprocessor, Preprocessor};
+use crate::preprocess::Preprocessor;
 use crate::telemetry::{LatencyHistogram, LatencySummary, RateLimit};
 
 /// Longest chunk the runtime carries without allocating (models use 1, 5 or 10).
@@ -140,7 +140,7 @@ pub fn policy_fault(e: &PolicyError) -> FaultKind {
 
 pub struct InferenceStage<P: Policy> {
     runner: PolicyRunner<P>,
-    pre: CpuPreprocessor,
+    pre: Box<dyn Preprocessor + Send>,
     pixels: Vec<f32>,
     seq: u64,
     last_frame_time: Option<Timestamp>,
@@ -153,11 +153,11 @@ pub struct Processed {
 }
 
 impl<P: Policy> InferenceStage<P> {
-    pub fn new(runner: PolicyRunner<P>, pre: CpuPreprocessor) -> Self {
+    pub fn new(runner: PolicyRunner<P>, pre: impl Preprocessor + Send + 'static) -> Self {
         let n = pre.spec().output_len();
         Self {
             runner,
-            pre,
+            pre: Box::new(pre),
             pixels: vec![0.0; n],
             seq: 0,
             last_frame_time: None,

@@ -25,7 +25,7 @@ use crate::pipeline::{
 };
 use crate::policy::tract::TractPolicy;
 use crate::policy::{ModelMeta, Policy, PolicyError, PolicyRunner};
-use crate::preprocess::CpuPreprocessor;
+use crate::preprocess::SelectedPreprocessor;
 use crate::record::collect_episode_paths;
 use crate::record::session::{spawn_recorder, RecordOutcome, RecordSettings};
 use crate::systemd::Notifier;
@@ -128,7 +128,7 @@ pub fn run(
     let spec = meta.preprocess_spec(source.pending_rotation());
     let stage = InferenceStage::new(
         PolicyRunner::new(policy, config.history_capacity),
-        CpuPreprocessor::new(spec),
+        SelectedPreprocessor::new(spec, config.preprocess, config.ptx_cache_dir.clone()),
     );
     tracing::info!(
         "model {} ({}), source: {source_text}",

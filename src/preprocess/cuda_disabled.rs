@@ -9,7 +9,10 @@ pub enum CudaError {
     NotCompiled,
 }
 
-pub struct CudaPreprocessor;
+/// Never constructed: `new` always reports the missing feature.
+pub struct CudaPreprocessor {
+    spec: PreprocessSpec,
+}
 
 impl CudaPreprocessor {
     pub fn new(
@@ -20,5 +23,21 @@ impl CudaPreprocessor {
         _cache: Option<&std::path::Path>,
     ) -> Result<Self, CudaError> {
         Err(CudaError::NotCompiled)
+    }
+}
+
+impl super::Preprocessor for CudaPreprocessor {
+    fn spec(&self) -> &PreprocessSpec {
+        &self.spec
+    }
+
+    fn run(
+        &mut self,
+        _frame: super::FrameRef<'_>,
+        _out: &mut [f32],
+    ) -> Result<(), super::PreprocessError> {
+        Err(super::PreprocessError::Device(
+            CudaError::NotCompiled.to_string(),
+        ))
     }
 }

@@ -269,9 +269,123 @@ impl Preprocessor for CpuPreprocessor {
     }
 }
 
+/// Which preprocessing implementation the inference stage uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Cpu,
+    /// The GPU, or an error when it cannot be used.
+    Cuda,
+    /// The GPU when there is one, else the CPU twin (said once in the log).
+    Auto,
+}
+
+/// Preprocessing that uses the CUDA kernels when asked and possible, the CPU
+/// twin otherwise. The GPU plan is built for the first frame size seen and
+/// rebuilt if the size changes (a camera never changes size in steady state).
+pub struct SelectedPreprocessor {
+    spec: PreprocessSpec,
+    backend: Backend,
+    cpu: CpuPreprocessor,
+    gpu: Option<(usize, usize, cuda::CudaPreprocessor)>,
+    gpu_unavailable: Option<String>,
+    cache: Option<std::path::PathBuf>,
+}
+
+impl SelectedPreprocessor {
+    pub fn new(
+        spec: PreprocessSpec,
+        backend: Backend,
+        ptx_cache: Option<std::path::PathBuf>,
+    ) -> Self {
+        Self {
+            spec,
+            backend,
+            cpu: CpuPreprocessor::new(spec),
+            gpu: None,
+            gpu_unavailable: None,
+            cache: ptx_cache,
+        }
+    }
+
+    /// "cpu", "cuda" or "cpu (cuda unavailable: …)" for summaries.
+    pub fn describe(&self) -> String {
+        match (&self.backend, &self.gpu, &self.gpu_unavailable) {
+            (Backend::Cpu, ..) => "cpu".into(),
+            (_, Some(_), _) => "cuda".into(),
+            (_, None, Some(why)) => format!("cpu (cuda unavailable: {why})"),
+            (_, None, None) => "not started".into(),
+        }
+    }
+}
+
+impl Preprocessor for SelectedPreprocessor {
+    fn spec(&self) -> &PreprocessSpec {
+        &self.spec
+    }
+
+    fn run(&mut self, frame: FrameRef<'_>, out: &mut [f32]) -> Result<(), PreprocessError> {
+        if self.backend == Backend::Cpu || self.gpu_unavailable.is_some() {
+            if self.backend == Backend::Cuda {
+                return Err(PreprocessError::Device(
+                    self.gpu_unavailable.clone().unwrap_or_default(),
+                ));
+            }
+            return self.cpu.run(frame, out);
+        }
+        let size = (frame.width, frame.height);
+        if self.gpu.as_ref().is_none_or(|(w, h, _)| (*w, *h) != size) {
+            match cuda::CudaPreprocessor::new(
+                self.spec,
+                size.0,
+                size.1,
+                InputFormat::Packed3,
+                self.cache.as_deref(),
+            ) {
+                Ok(g) => self.gpu = Some((size.0, size.1, g)),
+                Err(e) => {
+                    if self.backend == Backend::Auto {
+                        tracing::warn!("GPU preprocessing unavailable ({e}); using the CPU twin");
+                    }
+                    self.gpu_unavailable = Some(e.to_string());
+                    return self.run(frame, out);
+                }
+            }
+        }
+        let (_, _, gpu) = self.gpu.as_mut().expect("set above");
+        gpu.run(frame, out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn without_cuda_auto_falls_back_and_cuda_is_an_error() {
+        let data: Vec<u8> = (0..8 * 6 * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let frame = FrameRef {
+            width: 8,
+            height: 6,
+            order: ChannelOrder::Bgr,
+            data: &data,
+        };
+        let spec = spec(ChannelOrder::Rgb, Rotation::Rotate180);
+        let mut want = [0f32; 6];
+        CpuPreprocessor::new(spec).run(frame, &mut want).unwrap();
+        let mut auto = SelectedPreprocessor::new(spec, Backend::Auto, None);
+        let mut got = [0f32; 6];
+        auto.run(frame, &mut got).unwrap();
+        assert_eq!(got, want);
+        assert!(
+            auto.describe().starts_with("cpu (cuda unavailable"),
+            "{}",
+            auto.describe()
+        );
+        let mut cuda = SelectedPreprocessor::new(spec, Backend::Cuda, None);
+        let err = cuda.run(frame, &mut got).unwrap_err().to_string();
+        assert!(err.contains("--features cuda"), "{err}");
+    }
 
     fn spec(order: ChannelOrder, rotation: Rotation) -> PreprocessSpec {
         PreprocessSpec {
