@@ -15,10 +15,6 @@ impl Timestamp {
         Self(d.as_nanos() as u64)
     }
 
-    pub fn as_duration(self) -> Duration {
-        Duration::from_nanos(self.0)
-    }
-
     /// `self − earlier`, zero if `earlier` is later.
     pub fn saturating_since(self, earlier: Timestamp) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
@@ -26,11 +22,6 @@ impl Timestamp {
 
     pub fn plus(self, d: Duration) -> Self {
         Self(self.0.saturating_add(d.as_nanos() as u64))
-    }
-
-    /// Signed difference `self − other` in nanoseconds.
-    pub fn signed_nanos_since(self, other: Timestamp) -> i128 {
-        i128::from(self.0) - i128::from(other.0)
     }
 }
 

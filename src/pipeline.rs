@@ -164,10 +164,6 @@ impl<P: Policy> InferenceStage<P> {
         }
     }
 
-    pub fn runner(&self) -> &PolicyRunner<P> {
-        &self.runner
-    }
-
     /// Preprocess + policy step for one frame. `picked_up`: when the stage got the frame.
     pub fn process(&mut self, frame: &Frame, picked_up: Timestamp, clock: &dyn Clock) -> Processed {
         if frame.starts_episode || self.last_frame_time.is_some_and(|t| frame.capture_time < t) {

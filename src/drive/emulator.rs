@@ -17,7 +17,7 @@ use std::time::Duration;
 use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 
-use super::{SERBOT_CAN_ID, SERBOT_WHEEL_MASK, STOP_WHEELS};
+use super::{SERBOT_CAN_ID, SERBOT_WHEEL_MASK};
 use crate::clock::{Clock, MonotonicClock, Timestamp};
 use crate::control::calib::Calibration;
 
@@ -247,8 +247,6 @@ fn run(
             }
         }
     }
-    // Stop frames are the last thing a healthy controller sends; nothing to do here.
-    let _ = STOP_WHEELS;
 }
 
 /// Advance the pose by `dt` at the speeds the wheel bytes command.

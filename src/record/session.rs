@@ -1,6 +1,6 @@
 //! Session recording: the HDF5 episode (one row per training step, with the
 //! action commanded) and a JSON-lines session log (one line per inference or
-//! fault, plus periodic motor summaries). Writing happens on its own thread;
+//! fault). Writing happens on its own thread;
 //! the inference thread only hands over copies and never waits: when the
 //! recorder falls behind, items are dropped and counted.
 
@@ -96,13 +96,6 @@ impl Recorder {
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
-        }
-    }
-
-    /// A line for the session log (motor summaries, run events).
-    pub fn log_line(&self, line: String) {
-        if self.settings.session_log {
-            self.forward(RecordMsg::Line(line));
         }
     }
 }
