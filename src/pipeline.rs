@@ -17,8 +17,8 @@ use serde::Serialize;
 use crate::capture::{CaptureError, Frame, FrameSource};
 use crate::clock::{Clock, Timestamp};
 use crate::fault::FaultKind;
-use crate::policy::{Policy, PolicyError, PolicyRunner};
-use crate::preprocess::Preprocessor;
+use crate::policy::{Policy, PolicyError, PolicyRunner, StepOutput};
+use crate::preprocess::{PreprocessError, Preprocessor};
 use crate::telemetry::{LatencyHistogram, LatencySummary, RateLimit};
 
 /// Longest chunk the runtime carries without allocating (models use 1, 5 or 10).
@@ -138,10 +138,48 @@ pub fn policy_fault(e: &PolicyError) -> FaultKind {
 // ---------------------------------------------------------------------------
 // Inference stage (synchronous core, also used directly by golden tests)
 
-pub struct InferenceStage<P: Policy> {
+/// Frame → action chunk, in two calls so the stage can time them: the CPU
+/// chain (a [`Preprocessor`] into host memory, then a [`PolicyRunner`]) or
+/// the GPU chain (CUDA kernels into the TensorRT engine's input, features
+/// kept on the GPU; `policy::tensorrt::GpuChain`).
+pub trait FrameStep: Send {
+    /// Turn the frame into the model input (the GPU chain only enqueues).
+    fn preprocess(&mut self, frame: &Frame) -> Result<(), PreprocessError>;
+    /// Policy step for the frame last given to `preprocess`.
+    fn infer(&mut self, frame: &Frame) -> Result<StepOutput<'_>, PolicyError>;
+    /// Forget the history.
+    fn reset(&mut self);
+    fn step_length(&self) -> Duration;
+}
+
+/// The CPU (or host-memory) chain: preprocess into a host buffer, then run
+/// the policy with the history on the host.
+pub struct HostChain<P: Policy> {
     runner: PolicyRunner<P>,
     pre: Box<dyn Preprocessor + Send>,
     pixels: Vec<f32>,
+}
+
+impl<P: Policy + Send> FrameStep for HostChain<P> {
+    fn preprocess(&mut self, frame: &Frame) -> Result<(), PreprocessError> {
+        self.pre.run(frame.view(), &mut self.pixels)
+    }
+
+    fn infer(&mut self, frame: &Frame) -> Result<StepOutput<'_>, PolicyError> {
+        self.runner.step(frame.capture_time, &self.pixels)
+    }
+
+    fn reset(&mut self) {
+        self.runner.reset();
+    }
+
+    fn step_length(&self) -> Duration {
+        self.runner.step_length()
+    }
+}
+
+pub struct InferenceStage {
+    step: Box<dyn FrameStep>,
     seq: u64,
     last_frame_time: Option<Timestamp>,
 }
@@ -152,13 +190,22 @@ pub struct Processed {
     pub error: Option<String>,
 }
 
-impl<P: Policy> InferenceStage<P> {
-    pub fn new(runner: PolicyRunner<P>, pre: impl Preprocessor + Send + 'static) -> Self {
+impl InferenceStage {
+    pub fn new<P: Policy + Send + 'static>(
+        runner: PolicyRunner<P>,
+        pre: impl Preprocessor + Send + 'static,
+    ) -> Self {
         let n = pre.spec().output_len();
-        Self {
+        Self::with_step(HostChain {
             runner,
             pre: Box::new(pre),
             pixels: vec![0.0; n],
+        })
+    }
+
+    pub fn with_step(step: impl FrameStep + 'static) -> Self {
+        Self {
+            step: Box::new(step),
             seq: 0,
             last_frame_time: None,
         }
@@ -167,17 +214,17 @@ impl<P: Policy> InferenceStage<P> {
     /// Preprocess + policy step for one frame. `picked_up`: when the stage got the frame.
     pub fn process(&mut self, frame: &Frame, picked_up: Timestamp, clock: &dyn Clock) -> Processed {
         if frame.starts_episode || self.last_frame_time.is_some_and(|t| frame.capture_time < t) {
-            self.runner.reset();
+            self.step.reset();
         }
         self.last_frame_time = Some(frame.capture_time);
         let _frame_span = tracing::debug_span!("inference", frame = frame.seq).entered();
         let t_start = clock.now();
         let preprocessed = {
             let _span = tracing::debug_span!("preprocess").entered();
-            self.pre.run(frame.view(), &mut self.pixels)
+            self.step.preprocess(frame)
         };
         if let Err(e) = preprocessed {
-            self.runner.reset(); // a hole in the history: do not bridge it
+            self.step.reset(); // a hole in the history: do not bridge it
             return Processed {
                 event: InferenceEvent::Fault {
                     kind: FaultKind::FrameCorrupt,
@@ -187,10 +234,10 @@ impl<P: Policy> InferenceStage<P> {
             };
         }
         let t_pre = clock.now();
-        let step = self.runner.step_length();
+        let step = self.step.step_length();
         let result = {
             let _span = tracing::debug_span!("policy").entered();
-            self.runner.step(frame.capture_time, &self.pixels)
+            self.step.infer(frame)
         };
         let t_done = clock.now();
         match result {
@@ -222,7 +269,7 @@ impl<P: Policy> InferenceStage<P> {
             }
             Err(e) => {
                 let kind = policy_fault(&e);
-                self.runner.reset();
+                self.step.reset();
                 Processed {
                     event: InferenceEvent::Fault { kind, at: t_done },
                     error: Some(format!("frame {}: {e}", frame.seq)),
@@ -373,8 +420,8 @@ impl InferenceObserver for () {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn inference_loop<P: Policy>(
-    mut stage: InferenceStage<P>,
+pub fn inference_loop(
+    mut stage: InferenceStage,
     frames: Receiver<CaptureMsg>,
     recycle: Sender<Frame>,
     out: Latest<InferenceEvent>,

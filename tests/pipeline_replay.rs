@@ -21,7 +21,7 @@ use mvla::policy::tract::TractPolicy;
 use mvla::policy::{Policy, PolicyRunner};
 use mvla::preprocess::{ChannelOrder, CpuPreprocessor, Rotation};
 
-fn stage(history: usize) -> (InferenceStage<TractPolicy>, Duration) {
+fn stage(history: usize) -> (InferenceStage, Duration) {
     let policy = TractPolicy::load(&tiny_model()).unwrap();
     let step = policy.meta().step();
     let spec = policy.meta().preprocess_spec(Rotation::None);

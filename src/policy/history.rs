@@ -32,7 +32,20 @@ pub struct History {
 
 impl History {
     pub fn new(dim: usize, window: usize, step: Duration, capacity: usize) -> Self {
-        assert!(window >= 1 && capacity >= window && dim >= 1);
+        assert!(dim >= 1, "feature width");
+        Self::with_dim(dim, window, step, capacity)
+    }
+
+    /// Times and slot indices only, for features kept elsewhere (the GPU
+    /// feature ring of the TensorRT path): [`History::push_slot`] says where
+    /// the newest feature goes, [`History::window_slots`] which slots form
+    /// the window. Same selection rule as the host history.
+    pub fn slots_only(window: usize, step: Duration, capacity: usize) -> Self {
+        Self::with_dim(0, window, step, capacity)
+    }
+
+    fn with_dim(dim: usize, window: usize, step: Duration, capacity: usize) -> Self {
+        assert!(window >= 1 && capacity >= window);
         Self {
             dim,
             window,
@@ -43,6 +56,11 @@ impl History {
             len: 0,
             assembled: vec![0.0; window * dim],
         }
+    }
+
+    /// Ring capacity (slots).
+    pub fn capacity(&self) -> usize {
+        self.times.len()
     }
 
     pub fn clear(&mut self) {
@@ -58,10 +76,6 @@ impl History {
         self.len == 0
     }
 
-    fn capacity(&self) -> usize {
-        self.times.len()
-    }
-
     fn slot(&self, i: usize) -> usize {
         (self.head + i) % self.capacity()
     }
@@ -71,6 +85,13 @@ impl History {
     /// rather than mixing two timelines.
     pub fn push(&mut self, t: Timestamp, feature: &[f32]) {
         assert_eq!(feature.len(), self.dim, "feature width");
+        let index = self.push_slot(t);
+        self.feats[index * self.dim..(index + 1) * self.dim].copy_from_slice(feature);
+    }
+
+    /// Record a feature captured at `t` and return the ring slot it belongs
+    /// in (the oldest entry's slot once the ring is full).
+    pub fn push_slot(&mut self, t: Timestamp) -> usize {
         if self.len > 0 && t < self.times[self.slot(self.len - 1)] {
             self.clear();
         }
@@ -83,7 +104,7 @@ impl History {
             i
         };
         self.times[index] = t;
-        self.feats[index * self.dim..(index + 1) * self.dim].copy_from_slice(feature);
+        index
     }
 
     /// Capture times of the entries the window uses, newest first.
@@ -123,15 +144,30 @@ impl History {
 
     /// The window ending at the newest feature, oldest first, and its length.
     pub fn window(&mut self) -> (&[f32], usize) {
-        let mut picked = [0usize; 64];
-        assert!(self.window <= picked.len(), "window longer than 64 steps");
-        let count = self.select(&mut picked[..self.window]);
-        for (pos, &entry) in picked[..count].iter().rev().enumerate() {
-            let src = self.slot(entry) * self.dim;
+        let mut slots = [0usize; 64];
+        let count = self.window_slots(&mut slots);
+        for (pos, &slot) in slots[..count].iter().enumerate() {
+            let src = slot * self.dim;
             self.assembled[pos * self.dim..(pos + 1) * self.dim]
                 .copy_from_slice(&self.feats[src..src + self.dim]);
         }
         (&self.assembled[..count * self.dim], count)
+    }
+
+    /// Ring slots of the window ending at the newest feature, oldest first,
+    /// written to `out[..count]`; returns `count`.
+    pub fn window_slots(&self, out: &mut [usize]) -> usize {
+        let mut picked = [0usize; 64];
+        assert!(self.window <= picked.len(), "window longer than 64 steps");
+        assert!(
+            out.len() >= self.window,
+            "slot buffer shorter than the window"
+        );
+        let count = self.select(&mut picked[..self.window]);
+        for (pos, &entry) in picked[..count].iter().rev().enumerate() {
+            out[pos] = self.slot(entry);
+        }
+        count
     }
 }
 
@@ -207,5 +243,27 @@ mod tests {
         assert!(h.is_empty());
         h.push(ms(800), &[3.0, 4.0]);
         assert_eq!(h.window(), (&[3.0f32, 4.0][..], 1));
+    }
+
+    #[test]
+    fn slot_history_selects_what_the_host_history_assembles() {
+        // The GPU ring path stores features by the slots `push_slot` returns
+        // and gathers `window_slots`; it must see the same window as `window`.
+        let mut host = History::new(1, 4, STEP, 12);
+        let mut slots = History::slots_only(4, STEP, 12);
+        let mut ring = [f32::NAN; 12];
+        let mut t = 0u64;
+        for i in 0..60u64 {
+            t += [90, 130, 410, 800, 60][(i % 5) as usize];
+            if i == 30 {
+                t -= 5000; // a clock step backwards clears both
+            }
+            host.push(ms(t), &[t as f32]);
+            ring[slots.push_slot(ms(t))] = t as f32;
+            let mut picked = [0usize; 4];
+            let n = slots.window_slots(&mut picked);
+            let gathered: Vec<f32> = picked[..n].iter().map(|&s| ring[s]).collect();
+            assert_eq!(gathered, window_times(&mut host), "after push {i}");
+        }
     }
 }

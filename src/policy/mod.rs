@@ -2,12 +2,21 @@
 //! features → action chunk), the history window at training-step spacing, and
 //! the checks and scaling applied to every output.
 //!
-//! Backends: [`tract`] (CPU, ONNX; always built). The TensorRT backend lives
-//! behind the `tensorrt` feature.
+//! Backends: [`tract`] (CPU, ONNX; always built) and [`tensorrt`] (GPU
+//! engines; the real one with `--features tensorrt`, a stand-in that says so
+//! otherwise). [`engine`] holds the engine naming and parity-gate rules,
+//! built everywhere.
 
+pub mod engine;
 pub mod history;
 pub mod meta;
 pub mod tract;
+
+#[cfg(feature = "tensorrt")]
+pub mod tensorrt;
+#[cfg(not(feature = "tensorrt"))]
+#[path = "tensorrt_disabled.rs"]
+pub mod tensorrt;
 
 use std::time::Duration;
 

@@ -189,10 +189,25 @@ impl CudaPreprocessor {
             return Err(CudaError::NoDriver);
         }
         let ctx = CudaContext::new(0).map_err(driver)?;
+        let stream = ctx.default_stream();
+        Self::on_stream(spec, in_w, in_h, format, cache, precision, stream)
+    }
+
+    /// Set up on an existing stream (the TensorRT engines' stream, so the
+    /// backbone runs after the kernels without any host synchronisation).
+    pub fn on_stream(
+        spec: PreprocessSpec,
+        in_w: usize,
+        in_h: usize,
+        format: InputFormat,
+        cache: Option<&Path>,
+        precision: OutputPrecision,
+        stream: Arc<CudaStream>,
+    ) -> Result<Self, CudaError> {
+        let ctx = stream.context().clone();
         let (major, minor) = ctx.compute_capability().map_err(driver)?;
         // cudarc wants a &'static str; one string per process and architecture.
         let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
-        let stream = ctx.default_stream();
         let load = |k: &KernelSource| -> Result<CudaFunction, CudaError> {
             let ptx = ptx_cached(k, arch, cache)?;
             let module = ctx.load_module(Ptx::from_src(ptx)).map_err(driver)?;
@@ -262,6 +277,17 @@ impl CudaPreprocessor {
     /// The model input on the device (fp32 output), valid once the stream reaches this point.
     pub fn output_f32(&self) -> &CudaSlice<f32> {
         &self.out32
+    }
+
+    /// Device address of the model input in this preprocessor's precision
+    /// (bound as the backbone engine's input tensor).
+    pub fn output_device_ptr(&self) -> u64 {
+        use cudarc::driver::DevicePtr;
+        let (ptr, _sync) = match self.precision {
+            OutputPrecision::F32 => self.out32.device_ptr(&self.stream),
+            OutputPrecision::F16 => self.out16.device_ptr(&self.stream),
+        };
+        ptr
     }
 
     /// The model input on the device as fp16 bits.

@@ -1,0 +1,90 @@
+//! Builds the owned TensorRT shim (`src/policy/tensorrt/shim.cpp`) when the
+//! `tensorrt` feature is on. Nothing is linked against TensorRT: the shim
+//! resolves its factories with dlopen at run time, so only the headers are
+//! needed here.
+//!
+//! Header search (first directory holding `NvInfer.h` wins):
+//!   `MVLA_TENSORRT_INCLUDE` (one or more directories, ':'-separated), then the
+//!   JetPack / Debian package locations. `cuda_runtime_api.h` is looked up the
+//!   same way (`MVLA_CUDA_INCLUDE`, then /usr/local/cuda/include).
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+fn dirs_from_env(var: &str) -> Vec<PathBuf> {
+    println!("cargo:rerun-if-env-changed={var}");
+    env::var_os(var)
+        .map(|v| env::split_paths(&v).collect())
+        .unwrap_or_default()
+}
+
+fn find(header: &str, env_var: &str, defaults: &[&str]) -> Option<PathBuf> {
+    dirs_from_env(env_var)
+        .into_iter()
+        .chain(defaults.iter().map(PathBuf::from))
+        .find(|d| d.join(header).is_file())
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/policy/tensorrt/shim.cpp");
+    if env::var_os("CARGO_FEATURE_TENSORRT").is_none() {
+        return;
+    }
+    let trt = find(
+        "NvInfer.h",
+        "MVLA_TENSORRT_INCLUDE",
+        &[
+            "/usr/include/aarch64-linux-gnu", // JetPack 6
+            "/usr/include/x86_64-linux-gnu",  // TensorRT Debian packages
+            "/usr/local/TensorRT/include",
+            "/usr/include",
+        ],
+    )
+    .unwrap_or_else(|| {
+        panic!(
+            "feature `tensorrt`: NvInfer.h not found; set MVLA_TENSORRT_INCLUDE to the TensorRT \
+             include directory (JetPack: /usr/include/aarch64-linux-gnu)"
+        )
+    });
+    let cuda = find(
+        "cuda_runtime_api.h",
+        "MVLA_CUDA_INCLUDE",
+        &["/usr/local/cuda/include", "/usr/include"],
+    )
+    .or_else(|| {
+        trt.join("cuda_runtime_api.h")
+            .is_file()
+            .then(|| trt.clone())
+    })
+    .or_else(|| {
+        let parent = trt.parent().map(Path::to_path_buf)?;
+        parent
+            .join("cuda_runtime_api.h")
+            .is_file()
+            .then_some(parent)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "feature `tensorrt`: cuda_runtime_api.h not found; set MVLA_CUDA_INCLUDE \
+             (JetPack: /usr/local/cuda/include)"
+        )
+    });
+    println!(
+        "cargo:warning=TensorRT shim: headers from {}",
+        trt.display()
+    );
+    cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .file("src/policy/tensorrt/shim.cpp")
+        .include(&trt)
+        .include(&cuda)
+        .warnings(true)
+        .extra_warnings(true)
+        .flag_if_supported("-Wno-deprecated-declarations")
+        .flag_if_supported("-Wno-unused-parameter")
+        .compile("mvla_trt_shim");
+    // dlopen/dlsym live in libc on glibc >= 2.34 and in libdl before.
+    println!("cargo:rustc-link-lib=dylib=dl");
+}
