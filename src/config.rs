@@ -105,6 +105,31 @@ pub struct RawInference {
     pub preprocess: String,
     /// Where compiled CUDA kernels (PTX) are cached between starts.
     pub ptx_cache_dir: Option<PathBuf>,
+    /// "tract" (CPU, ONNX), "tensorrt" (engines required) or "auto"
+    /// (TensorRT when this build, machine and engine directory allow it).
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    /// TensorRT engines (`mvla engine build` output); default `<model dir>/engines`.
+    pub engine_dir: Option<PathBuf>,
+    /// Engine precision to load: "fp16" or "fp32".
+    #[serde(default = "default_precision")]
+    pub precision: String,
+}
+
+fn default_backend() -> String {
+    "tract".into()
+}
+
+fn default_precision() -> String {
+    "fp16".into()
+}
+
+/// Which policy backend `mvla run` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyBackend {
+    Tract,
+    TensorRt,
+    Auto,
 }
 
 fn default_preprocess() -> String {
@@ -119,6 +144,9 @@ impl Default for RawInference {
             budget_ms: default_budget_ms(),
             preprocess: default_preprocess(),
             ptx_cache_dir: None,
+            backend: default_backend(),
+            engine_dir: None,
+            precision: default_precision(),
         }
     }
 }
@@ -295,6 +323,9 @@ pub struct Config {
     pub budget: Duration,
     pub preprocess: crate::preprocess::Backend,
     pub ptx_cache_dir: Option<PathBuf>,
+    pub backend: PolicyBackend,
+    pub engine_dir: PathBuf,
+    pub precision: crate::policy::engine::Precision,
     pub motor: crate::control::motor::MotorConfig,
     pub link: LinkConfig,
     pub calib: crate::control::calib::Calibration,
@@ -542,6 +573,31 @@ impl Config {
                 }
             },
             ptx_cache_dir: raw.inference.ptx_cache_dir.as_deref().map(&resolve),
+            backend: match raw.inference.backend.as_str() {
+                "tract" => PolicyBackend::Tract,
+                "tensorrt" => PolicyBackend::TensorRt,
+                "auto" => PolicyBackend::Auto,
+                other => {
+                    return Err(invalid(
+                        "inference.backend",
+                        format!("{other:?} (supported: \"tract\", \"tensorrt\", \"auto\")"),
+                    ))
+                }
+            },
+            engine_dir: raw
+                .inference
+                .engine_dir
+                .as_deref()
+                .map(&resolve)
+                .unwrap_or_else(|| resolve(&raw.model.dir).join("engines")),
+            precision: crate::policy::engine::Precision::parse(&raw.inference.precision).ok_or_else(
+                || {
+                    invalid(
+                        "inference.precision",
+                        format!("{:?} (supported: \"fp16\", \"fp32\")", raw.inference.precision),
+                    )
+                },
+            )?,
             motor,
             link,
             calib,

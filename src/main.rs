@@ -63,8 +63,57 @@ impl From<OrderArg> for ChannelOrder {
     }
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum PrecisionArg {
+    Fp16,
+    Fp32,
+}
+
+#[derive(Subcommand)]
+enum EngineCommand {
+    /// Build the backbone and head TensorRT engines for a model directory,
+    /// then run the parity gate against the same ONNX graphs through tract.
+    ///
+    /// Engines are named by graph digest, TensorRT version, GPU compute
+    /// capability and precision; valid engines with a passing parity record
+    /// are reused (unless --force). The parity record is written beside the
+    /// engines and checked whenever `mvla run` loads them. Needs a build with
+    /// `--features tensorrt`, an NVIDIA GPU and TensorRT (libnvinfer,
+    /// libnvonnxparser); takes minutes for the full model.
+    Build {
+        #[arg(long, default_value = DEFAULT_MODEL_DIR)]
+        model: PathBuf,
+        /// Where engines go; default MODEL/engines ([inference] engine_dir in the run config).
+        #[arg(long)]
+        engine_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "fp16")]
+        precision: PrecisionArg,
+        /// Builder workspace limit.
+        #[arg(long, default_value_t = 2048)]
+        workspace_mib: u64,
+        /// Keep the backbone's pixel input fp32 (default for fp16 engines: an
+        /// fp16 input the preprocessing kernel writes directly).
+        #[arg(long)]
+        fp32_pixels: bool,
+        /// Frames run through the parity gate.
+        #[arg(long, default_value_t = 8)]
+        parity_frames: usize,
+        /// Rebuild even when valid engines exist.
+        #[arg(long)]
+        force: bool,
+        /// Print the parity record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// TensorRT engines: build (with the parity gate).
+    Engine {
+        #[command(subcommand)]
+        action: EngineCommand,
+    },
     /// Run the controller: capture → preprocessing → policy → motor side.
     ///
     /// Without --config it uses the built-in default: replay of the bundled
@@ -630,10 +679,128 @@ fn print_eval_table(
     println!("(rmse/dir: chunk step 0 vs the recorded action; chunk_rmse: every chunk step with a recorded action; target rmse < 0.12)");
 }
 
+#[allow(clippy::too_many_arguments)]
+fn cmd_engine_build(
+    model: &Path,
+    engine_dir: Option<&Path>,
+    precision: PrecisionArg,
+    workspace_mib: u64,
+    fp32_pixels: bool,
+    parity_frames: usize,
+    force: bool,
+    json: bool,
+) -> Result<u8> {
+    use mvla::policy::engine::{BuildEvent, BuildOptions, Precision};
+    use mvla::policy::tensorrt;
+    let meta = mvla::policy::ModelMeta::load(model)
+        .map_err(|e| BadInput(format!("model {}: {e}", model.display())))?;
+    meta.verify_files()
+        .map_err(|e| BadInput(format!("model {}: {e}", model.display())))?;
+    let dir = engine_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| model.join("engines"));
+    let options = BuildOptions {
+        precision: match precision {
+            PrecisionArg::Fp16 => Precision::Fp16,
+            PrecisionArg::Fp32 => Precision::Fp32,
+        },
+        workspace_bytes: workspace_mib << 20,
+        half_pixel_input: !fp32_pixels,
+        force,
+        parity_frames,
+        ..BuildOptions::default()
+    };
+    // Fail fast (before the reference loads) where TensorRT cannot run.
+    let version = tensorrt::open()?;
+    eprintln!("TensorRT {version}");
+    // The parity reference: the same graphs through tract (fp32, CPU).
+    eprintln!("loading the ONNX reference (tract) from {}", model.display());
+    let mut reference = load_policy(model)?;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let mut progress = |event: BuildEvent<'_>| match event {
+        BuildEvent::Message(m) => {
+            bar.suspend(|| eprintln!("[{:>6.1} s] {m}", started.elapsed().as_secs_f64()))
+        }
+        BuildEvent::Phase {
+            role, name, steps, ..
+        } => {
+            bar.set_message(format!("{}: {name} (0/{steps})", role.name()));
+            tracing::info!("{}: phase {name} ({steps} steps)", role.name());
+        }
+        BuildEvent::Step { role, name, step } => {
+            bar.set_message(format!("{}: {name} (step {})", role.name(), step + 1))
+        }
+        BuildEvent::PhaseDone { role, name } => {
+            tracing::info!("{}: phase {name} done", role.name())
+        }
+    };
+    let outcome = tensorrt::build_engines(&meta, &dir, &options, &mut reference, &mut progress);
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    let r = &outcome.record;
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        println!(
+            "{} engines for TensorRT {} on sm_{}{} ({})",
+            if outcome.reused { "reused" } else { "built" },
+            r.tensorrt,
+            r.compute_capability.0,
+            r.compute_capability.1,
+            r.precision.name()
+        );
+        println!("  backbone: {}", outcome.paths.backbone.display());
+        println!("  head:     {}", outcome.paths.head.display());
+        println!(
+            "  parity ({} frames vs tract): feature cosine min {:.6} (>= {}), feature max abs {:.3e}, head chunk max abs {:.3e}, chain chunk max abs {:.3e} (<= {})",
+            r.report.inputs,
+            r.report.feature_cosine_min,
+            r.report.thresholds.feature_cosine_min,
+            r.report.feature_max_abs,
+            r.report.head_chunk_max_abs,
+            r.report.chain_chunk_max_abs,
+            r.report.thresholds.chunk_max_abs
+        );
+        println!("  record:   {}", outcome.paths.parity.display());
+    }
+    for p in &outcome.stale {
+        eprintln!("note: {} belongs to another model/TensorRT/GPU/precision and is never loaded; delete it to free space", p.display());
+    }
+    Ok(0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Engine {
+            action:
+                EngineCommand::Build {
+                    model,
+                    engine_dir,
+                    precision,
+                    workspace_mib,
+                    fp32_pixels,
+                    parity_frames,
+                    force,
+                    json,
+                },
+        } => cmd_engine_build(
+            &model,
+            engine_dir.as_deref(),
+            precision,
+            workspace_mib,
+            fp32_pixels,
+            parity_frames,
+            force,
+            json,
+        ),
         Command::Eval {
             model,
             episodes,

@@ -24,7 +24,7 @@ use crate::pipeline::{
     InferenceStage, InferenceStats, InferenceStatsSummary,
 };
 use crate::policy::tract::TractPolicy;
-use crate::policy::{ModelMeta, Policy, PolicyError, PolicyRunner};
+use crate::policy::{ModelMeta, PolicyError, PolicyRunner};
 use crate::preprocess::SelectedPreprocessor;
 use crate::record::collect_episode_paths;
 use crate::record::session::{spawn_recorder, RecordOutcome, RecordSettings};
@@ -59,7 +59,7 @@ pub struct RunSummary {
     pub config: String,
     pub model_dir: String,
     pub model_id: String,
-    pub backend: &'static str,
+    pub backend: String,
     pub source: String,
     pub ran_s: f64,
     pub stop_reason: String,
@@ -105,6 +105,61 @@ fn build_source(
     })
 }
 
+/// The inference chain the config asks for: tract on the CPU (with CPU or
+/// CUDA preprocessing), or the TensorRT engines fed by the CUDA kernels.
+/// `auto` takes TensorRT when this build, this machine and the engine
+/// directory allow it, and says why not otherwise.
+fn build_stage(
+    config: &Config,
+    meta: ModelMeta,
+    spec: crate::preprocess::PreprocessSpec,
+) -> Result<(InferenceStage, String), PolicyError> {
+    use crate::config::PolicyBackend;
+    use crate::policy::tensorrt::GpuChain;
+    let tensorrt = || {
+        GpuChain::load(
+            meta.clone(),
+            &config.engine_dir,
+            config.precision,
+            &crate::policy::engine::ParityThresholds::default(),
+            config.history_capacity,
+            spec,
+            config.ptx_cache_dir.clone(),
+        )
+    };
+    let mut fallback_reason = None;
+    match config.backend {
+        PolicyBackend::Tract => {}
+        PolicyBackend::TensorRt => {
+            let chain = tensorrt().map_err(|e| PolicyError::Load {
+                path: config.engine_dir.display().to_string(),
+                what: "TensorRT engines",
+                message: e.to_string(),
+            })?;
+            let text = chain.describe();
+            return Ok((InferenceStage::with_step(chain), text));
+        }
+        PolicyBackend::Auto => match tensorrt() {
+            Ok(chain) => {
+                let text = chain.describe();
+                return Ok((InferenceStage::with_step(chain), text));
+            }
+            Err(e) => {
+                tracing::warn!("TensorRT unavailable ({e}); using tract on the CPU");
+                fallback_reason = Some(e.to_string());
+            }
+        },
+    }
+    let policy = TractPolicy::from_meta(meta)?;
+    let pre = SelectedPreprocessor::new(spec, config.preprocess, config.ptx_cache_dir.clone());
+    let mut text = "tract (CPU)".to_string();
+    if let Some(why) = fallback_reason {
+        text += &format!(" [tensorrt unavailable: {why}]");
+    }
+    let stage = InferenceStage::new(PolicyRunner::new(policy, config.history_capacity), pre);
+    Ok((stage, text))
+}
+
 /// Run until `stop` is set, the duration passes, or a non-looping source ends.
 pub fn run(
     config: &Config,
@@ -121,15 +176,11 @@ pub fn run(
     if let Some(step) = config.step_override {
         meta.raw.step_ms = step.as_millis() as u64;
     }
-    let policy = TractPolicy::from_meta(meta).map_err(model_err)?;
-    let meta = policy.meta().clone();
     let source = build_source(config, &meta, clock.clone())?;
     let source_text = source.describe();
     let spec = meta.preprocess_spec(source.pending_rotation());
-    let stage = InferenceStage::new(
-        PolicyRunner::new(policy, config.history_capacity),
-        SelectedPreprocessor::new(spec, config.preprocess, config.ptx_cache_dir.clone()),
-    );
+    let (stage, backend_text) = build_stage(config, meta.clone(), spec).map_err(model_err)?;
+    tracing::info!("policy backend: {backend_text}");
     tracing::info!(
         "model {} ({}), source: {source_text}",
         config.model_dir.display(),
@@ -306,7 +357,7 @@ pub fn run(
         config: config.source.clone(),
         model_dir: config.model_dir.display().to_string(),
         model_id: meta.model_id.clone(),
-        backend: "tract (CPU)",
+        backend: backend_text,
         source: source_text,
         ran_s: started.elapsed().as_secs_f64(),
         stop_reason,

@@ -136,3 +136,63 @@ fn a_bad_config_names_file_and_key_and_exits_2() {
         "{err}"
     );
 }
+
+/// The default config with `extra` appended to `[inference]`, paths absolute.
+fn config_with_inference(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{root}/src/default_config.toml"))
+        .unwrap()
+        .replace("\"tests/", &format!("\"{root}/tests/"))
+        .replace("[inference]\n", &format!("[inference]\n{extra}\n"));
+    let path = dir.join("robot.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn tensorrt_backend_without_engines_refuses_to_start_and_says_why() {
+    // No TensorRT engines here (and, in CI, no TensorRT, GPU or feature): a
+    // robot configured for TensorRT must not start on anything else.
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_with_inference(dir.path(), "backend = \"tensorrt\"");
+    let out = mvla()
+        .args(["run", "--duration-s", "2", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TensorRT") && err.contains("engines"),
+        "{err}"
+    );
+}
+
+#[test]
+fn auto_backend_falls_back_to_tract_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_with_inference(dir.path(), "backend = \"auto\"");
+    let out = mvla()
+        .args(["run", "--duration-s", "2", "--json", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let backend = s["backend"].as_str().unwrap();
+    assert!(
+        backend.starts_with("tract (CPU) [tensorrt unavailable: "),
+        "{backend}"
+    );
+    assert!(s["counters"]["inferences"].as_u64().unwrap() >= 1, "{s}");
+}
+
+#[test]
+fn an_unknown_backend_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_with_inference(dir.path(), "backend = \"onnxruntime\"");
+    let out = mvla().args(["run", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("inference.backend"), "{err}");
+}
