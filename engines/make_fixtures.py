@@ -16,7 +16,7 @@ Writes:
                               1280x720 and 640x480 pattern frames
   episodes/                   two episodes written by h5py, one per layout of
                               UPSTREAM §1 (flat BGR 720p; observations/ RGB 480p)
-  capture/                    OpenCV references for YUYV conversion and MJPEG decoding
+  capture/                    OpenCV references for YUYV and NV12 conversion and MJPEG decoding
   reference/                  per-episode PyTorch outputs (features, chunks) and
                               the eval metrics computed in Python
 """
@@ -32,13 +32,17 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures"
 sys.path.insert(0, str(ROOT / "engines"))
-import mobile_vla as mv  # noqa: E402
+
+if "--only-capture" not in sys.argv:
+    # PyTorch and the model code only for the model fixtures: the capture
+    # references need OpenCV, NumPy, h5py and Pillow alone.
+    import torch  # noqa: E402
+    import mobile_vla as mv  # noqa: E402
 
 # Token ids for the tiny model's prompt (vocabulary 1000): a stand-in for the
 # Kosmos-2 tokenizer output, 16 tokens long, BOS 0 ... EOS 2.
@@ -169,6 +173,13 @@ def yuyv_pattern(width: int, height: int) -> np.ndarray:
     return (((i * np.uint64(2654435761)) >> np.uint64(7)) & np.uint64(255)).astype(np.uint8)
 
 
+def nv12_pattern(width: int, height: int) -> np.ndarray:
+    """Deterministic NV12 bytes (Y plane then UV plane); tests/common/mod.rs
+    `nv12_pattern` builds the same."""
+    i = np.arange(width * height * 3 // 2, dtype=np.uint64)
+    return (((i * np.uint64(2246822519)) >> np.uint64(9)) & np.uint64(255)).astype(np.uint8)
+
+
 def capture_fixtures():
     """OpenCV (cv2.cvtColor / cv2.imdecode) references for the camera pixel formats."""
     import cv2
@@ -180,6 +191,9 @@ def capture_fixtures():
     yuyv = yuyv_pattern(w, h)
     bgr = cv2.cvtColor(yuyv.reshape(h, w, 2), cv2.COLOR_YUV2BGR_YUYV)
     np.save(cap_dir / "yuyv_320x240_opencv_bgr.npy", bgr)
+    nv12 = nv12_pattern(w, h)
+    bgr = cv2.cvtColor(nv12.reshape(h * 3 // 2, w), cv2.COLOR_YUV2BGR_NV12)
+    np.save(cap_dir / "nv12_320x240_opencv_bgr.npy", bgr)
     scene = scene_frames(1, w, h, seed=3)[0]
     ok, jpg = cv2.imencode(".jpg", scene, [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok

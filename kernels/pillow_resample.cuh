@@ -11,6 +11,7 @@ typedef unsigned char u8;
 // Input pixel formats (src/preprocess/cuda.rs `InputFormat`).
 #define MVLA_FORMAT_PACKED3 0  // packed 3-channel u8, frame's channel order kept
 #define MVLA_FORMAT_YUYV 1     // YUYV 4:2:2 -> BGR (OpenCV BT.601 limited range)
+#define MVLA_FORMAT_NV12 2     // NV12 4:2:0: Y plane (pitch bytes/row), then interleaved UV rows
 
 __device__ __forceinline__ u8 mvla_clip8(int acc) {
     if (acc <= 0) return 0;
@@ -23,13 +24,22 @@ __device__ __forceinline__ u8 mvla_sat_shift20(int v) {
     return (u8)(v < 0 ? 0 : (v > 255 ? 255 : v));
 }
 
-// Pixel (x, y) of the source frame as 3 bytes (BGR for YUYV input).
-__device__ __forceinline__ void mvla_load_pixel(const u8* src, int format, int pitch, int x, int y, int out[3]) {
-    if (format == MVLA_FORMAT_YUYV) {
-        const u8* pair = src + (long)y * pitch + (x >> 1) * 4;
-        int yv = pair[(x & 1) * 2];
-        int u = (int)pair[1] - 128;
-        int v = (int)pair[3] - 128;
+// Pixel (x, y) of the source frame as 3 bytes (BGR for YUYV and NV12 input).
+// `in_h` locates NV12's chroma plane (it follows in_h luma rows).
+__device__ __forceinline__ void mvla_load_pixel(const u8* src, int format, int pitch, int in_h, int x, int y, int out[3]) {
+    if (format == MVLA_FORMAT_YUYV || format == MVLA_FORMAT_NV12) {
+        int yv, u, v;
+        if (format == MVLA_FORMAT_YUYV) {
+            const u8* pair = src + (long)y * pitch + (x >> 1) * 4;
+            yv = pair[(x & 1) * 2];
+            u = (int)pair[1] - 128;
+            v = (int)pair[3] - 128;
+        } else {
+            yv = src[(long)y * pitch + x];
+            const u8* uv = src + (long)(in_h + (y >> 1)) * pitch + (x & ~1);
+            u = (int)uv[0] - 128;
+            v = (int)uv[1] - 128;
+        }
         // OpenCV ITUR_BT_601 fixed point, 20-bit shift.
         const int round = 1 << 19;
         int ruv = round + 1673527 * v;

@@ -1,4 +1,4 @@
-// Op 1 of 2: decode + optional 180-degree rotation + Pillow horizontal pass.
+// Op 1 of 2: decode (packed BGR/RGB, YUYV or NV12) + optional 180-degree rotation + Pillow horizontal pass.
 // One thread per (output column, intermediate row). Writes the u8
 // intermediate image (rows x out_w x 3) that Pillow's vertical pass reads.
 #include "pillow_resample.cuh"
@@ -22,7 +22,7 @@ extern "C" __global__ void mvla_resample_horizontal(
         int x = x0 + i;  // column in the rotated image
         int sx = rotate180 ? (in_w - 1 - x) : x;
         int px[3];
-        mvla_load_pixel(src, format, pitch, sx, sy, px);
+        mvla_load_pixel(src, format, pitch, in_h, sx, sy, px);
         s0 += px[0] * k[i];
         s1 += px[1] * k[i];
         s2 += px[2] * k[i];

@@ -81,7 +81,7 @@ pub struct RawV4l2 {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
-    /// "YUYV" or "MJPG".
+    /// "YUYV", "MJPG" or "NV12".
     pub pixel_format: String,
     #[serde(default = "default_buffers")]
     pub buffers: u32,
@@ -385,7 +385,7 @@ impl Config {
                 let format = PixelFormat::parse(&v.pixel_format).ok_or_else(|| {
                     invalid(
                         "capture.v4l2.pixel_format",
-                        format!("{:?} (supported: YUYV, MJPG)", v.pixel_format),
+                        format!("{:?} (supported: YUYV, MJPG, NV12)", v.pixel_format),
                     )
                 })?;
                 if v.width == 0 || v.height == 0 || v.width % 2 != 0 {
@@ -590,14 +590,16 @@ impl Config {
                 .as_deref()
                 .map(&resolve)
                 .unwrap_or_else(|| resolve(&raw.model.dir).join("engines")),
-            precision: crate::policy::engine::Precision::parse(&raw.inference.precision).ok_or_else(
-                || {
+            precision: crate::policy::engine::Precision::parse(&raw.inference.precision)
+                .ok_or_else(|| {
                     invalid(
                         "inference.precision",
-                        format!("{:?} (supported: \"fp16\", \"fp32\")", raw.inference.precision),
+                        format!(
+                            "{:?} (supported: \"fp16\", \"fp32\")",
+                            raw.inference.precision
+                        ),
                     )
-                },
-            )?,
+                })?,
             motor,
             link,
             calib,

@@ -714,7 +714,10 @@ fn cmd_engine_build(
     let version = tensorrt::open()?;
     eprintln!("TensorRT {version}");
     // The parity reference: the same graphs through tract (fp32, CPU).
-    eprintln!("loading the ONNX reference (tract) from {}", model.display());
+    eprintln!(
+        "loading the ONNX reference (tract) from {}",
+        model.display()
+    );
     let mut reference = load_policy(model)?;
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new_spinner()

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use mvla::capture::convert::{mjpeg_to_bgr, yuyv_to_bgr};
+use mvla::capture::convert::{mjpeg_to_bgr, nv12_to_bgr, yuyv_to_bgr, ConvertError};
 use mvla::npy;
 
 #[test]
@@ -17,6 +17,33 @@ fn yuyv_matches_opencv_cvtcolor_exactly() {
     assert_eq!(cv.shape, vec![h, w, 3]);
     let differing = ours.iter().zip(&cv.data).filter(|(a, b)| a != b).count();
     assert_eq!(differing, 0, "{differing} bytes differ from OpenCV");
+}
+
+#[test]
+fn nv12_matches_opencv_cvtcolor_exactly() {
+    let (w, h) = (320, 240);
+    let src = nv12_pattern(w, h);
+    let mut ours = vec![0u8; w * h * 3];
+    nv12_to_bgr(&src, w, h, &mut ours).unwrap();
+    let cv = npy::read::<u8>(&fixtures().join("capture/nv12_320x240_opencv_bgr.npy")).unwrap();
+    assert_eq!(cv.shape, vec![h, w, 3]);
+    let diffs = ours.iter().zip(&cv.data).filter(|(a, b)| a != b).count();
+    assert_eq!(diffs, 0, "{diffs} bytes differ from OpenCV");
+    // Short and odd-sized frames are errors that say what was expected.
+    assert_eq!(
+        nv12_to_bgr(&src[..1000], w, h, &mut ours),
+        Err(ConvertError::Nv12Size {
+            width: w,
+            height: h,
+            expected: w * h * 3 / 2,
+            actual: 1000
+        })
+    );
+    let mut odd = vec![0u8; 5 * 4 * 3];
+    assert!(matches!(
+        nv12_to_bgr(&src, 5, 4, &mut odd),
+        Err(ConvertError::Nv12Odd { .. })
+    ));
 }
 
 #[test]

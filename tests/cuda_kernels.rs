@@ -106,6 +106,14 @@ fn gpu_matches_the_cpu_twin() {
             gpu.run_to_host(&yuyv, ChannelOrder::Bgr, &mut got).unwrap();
             let err = max_abs_diff(&got, &want);
             assert!(err <= 1e-6, "YUYV {w}x{h} {rot:?}: max abs {err}");
+            // NV12 likewise (OpenCV-exact CPU conversion, tests/capture_formats.rs).
+            let nv12 = nv12_pattern(w, h);
+            mvla::capture::convert::nv12_to_bgr(&nv12, w, h, &mut bgr).unwrap();
+            let want = cpu_reference(&meta, &bgr, w, h, ChannelOrder::Bgr, rot);
+            let mut gpu = CudaPreprocessor::new(spec, w, h, InputFormat::Nv12, None).unwrap();
+            gpu.run_to_host(&nv12, ChannelOrder::Bgr, &mut got).unwrap();
+            let err = max_abs_diff(&got, &want);
+            assert!(err <= 1e-6, "NV12 {w}x{h} {rot:?}: max abs {err}");
         }
     }
 }

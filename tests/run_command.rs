@@ -162,10 +162,7 @@ fn tensorrt_backend_without_engines_refuses_to_start_and_says_why() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("TensorRT") && err.contains("engines"),
-        "{err}"
-    );
+    assert!(err.contains("TensorRT") && err.contains("engines"), "{err}");
 }
 
 #[test]
@@ -177,7 +174,11 @@ fn auto_backend_falls_back_to_tract_and_reports_it() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let backend = s["backend"].as_str().unwrap();
     assert!(
@@ -191,7 +192,11 @@ fn auto_backend_falls_back_to_tract_and_reports_it() {
 fn an_unknown_backend_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = config_with_inference(dir.path(), "backend = \"onnxruntime\"");
-    let out = mvla().args(["run", "--config"]).arg(&path).output().unwrap();
+    let out = mvla()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("inference.backend"), "{err}");

@@ -25,6 +25,15 @@ pub enum ConvertError {
     },
     #[error("YUYV width {0} is odd (pixels come in pairs)")]
     OddWidth(usize),
+    #[error("NV12 frame {width}x{height} needs {expected} bytes (Y plane + interleaved UV plane), got {actual}")]
+    Nv12Size {
+        width: usize,
+        height: usize,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("NV12 size {width}x{height} is odd (chroma is subsampled 2x2)")]
+    Nv12Odd { width: usize, height: usize },
     #[error("MJPEG frame does not decode: {0}")]
     Jpeg(String),
     #[error("MJPEG frame is {got_w}x{got_h}, the stream was negotiated at {width}x{height}")]
@@ -76,6 +85,56 @@ pub fn yuyv_to_bgr(
         }
     }
     Ok(())
+}
+
+/// NV12 (Y plane, then interleaved U V at half resolution in both
+/// directions) → packed BGR, OpenCV's `cvtColor(COLOR_YUV2BGR_NV12)`
+/// arithmetic (the same BT.601 fixed point as YUYV). `dst` = `width·height·3`.
+pub fn nv12_to_bgr(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    dst: &mut [u8],
+) -> Result<(), ConvertError> {
+    if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
+        return Err(ConvertError::Nv12Odd { width, height });
+    }
+    let expected = nv12_len(width, height);
+    if src.len() < expected {
+        return Err(ConvertError::Nv12Size {
+            width,
+            height,
+            expected,
+            actual: src.len(),
+        });
+    }
+    assert_eq!(dst.len(), width * height * 3, "destination size");
+    let (luma, chroma) = src[..expected].split_at(width * height);
+    let round = 1 << (SHIFT - 1);
+    for y in 0..height {
+        let uv_row = &chroma[(y / 2) * width..(y / 2 + 1) * width];
+        let y_row = &luma[y * width..(y + 1) * width];
+        let out_row = &mut dst[y * width * 3..(y + 1) * width * 3];
+        for (x2, uv) in uv_row.chunks_exact(2).enumerate() {
+            let u = i32::from(uv[0]) - 128;
+            let v = i32::from(uv[1]) - 128;
+            let ruv = round + CVR * v;
+            let guv = round + CVG * v + CUG * u;
+            let buv = round + CUB * u;
+            for x in [2 * x2, 2 * x2 + 1] {
+                let yy = (i32::from(y_row[x]) - 16).max(0) * CY;
+                out_row[x * 3] = sat(yy + buv);
+                out_row[x * 3 + 1] = sat(yy + guv);
+                out_row[x * 3 + 2] = sat(yy + ruv);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes in one NV12 frame.
+pub fn nv12_len(width: usize, height: usize) -> usize {
+    width * height + width * height / 2
 }
 
 /// Decode one MJPEG frame into packed BGR of the negotiated size.

@@ -15,7 +15,7 @@ use v4l::io::traits::CaptureStream;
 use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
-use super::convert::{mjpeg_to_bgr, yuyv_to_bgr};
+use super::convert::{mjpeg_to_bgr, nv12_to_bgr, yuyv_to_bgr};
 use super::{CaptureError, Frame, FrameSource};
 use crate::clock::{Clock, Timestamp};
 use crate::preprocess::{ChannelOrder, Rotation};
@@ -24,6 +24,8 @@ use crate::preprocess::{ChannelOrder, Rotation};
 pub enum PixelFormat {
     Yuyv,
     Mjpeg,
+    /// 4:2:0 semi-planar (CSI cameras through the Jetson ISP, some UVC cameras).
+    Nv12,
 }
 
 impl PixelFormat {
@@ -31,6 +33,7 @@ impl PixelFormat {
         match s.to_ascii_uppercase().as_str() {
             "YUYV" => Some(Self::Yuyv),
             "MJPG" | "MJPEG" => Some(Self::Mjpeg),
+            "NV12" => Some(Self::Nv12),
             _ => None,
         }
     }
@@ -39,6 +42,7 @@ impl PixelFormat {
         match self {
             Self::Yuyv => *b"YUYV",
             Self::Mjpeg => *b"MJPG",
+            Self::Nv12 => *b"NV12",
         }
     }
 }
@@ -335,6 +339,10 @@ impl FrameSource for V4l2Source {
                 yuyv_to_bgr(&self.raw, w, h, &mut frame.data)
             }
             PixelFormat::Mjpeg => mjpeg_to_bgr(&self.raw, w, h, &mut frame.data),
+            PixelFormat::Nv12 => {
+                frame.data.resize(w * h * 3, 0);
+                nv12_to_bgr(&self.raw, w, h, &mut frame.data)
+            }
         }
         .map_err(|e| CaptureError::Corrupt(format!("{}: {e}", self.config.device.display())))
     }

@@ -223,10 +223,14 @@ impl CudaPreprocessor {
         );
         let v_start_rel: Vec<i32> = v.start.iter().map(|&s| (s - y0) as i32).collect();
         let up = |data: &[i32]| stream.clone_htod(data).map_err(driver);
-        let src_bytes = match format {
-            InputFormat::Packed3 => in_w * in_h * 3,
-            InputFormat::Yuyv => in_w * in_h * 2,
-        };
+        if format != InputFormat::Packed3
+            && (in_w % 2 != 0 || (format == InputFormat::Nv12 && in_h % 2 != 0))
+        {
+            return Err(CudaError::Driver(format!(
+                "{format:?} frames need even sizes, got {in_w}x{in_h}"
+            )));
+        }
+        let src_bytes = format.frame_len(in_w, in_h);
         let out_len = spec.output_len();
         Ok(Self {
             h_start: up(&to_i32(&h.start))?,
@@ -297,11 +301,11 @@ impl CudaPreprocessor {
 
     /// Upload `bytes` (the raw camera buffer) and enqueue both kernels on the
     /// stream. Returns without synchronising.
-    /// `order`: channel order of packed frames (YUYV always decodes to BGR).
+    /// `order`: channel order of packed frames (YUYV and NV12 always decode to BGR).
     pub fn enqueue(&mut self, bytes: &[u8], order: ChannelOrder) -> Result<(), CudaError> {
         self.current_order = match self.format {
             InputFormat::Packed3 => order,
-            InputFormat::Yuyv => ChannelOrder::Bgr,
+            InputFormat::Yuyv | InputFormat::Nv12 => ChannelOrder::Bgr,
         };
         if bytes.len() != self.src.len() {
             return Err(CudaError::Driver(format!(
@@ -319,6 +323,7 @@ impl CudaPreprocessor {
         let (format, pitch) = match self.format {
             InputFormat::Packed3 => (0i32, in_w * 3),
             InputFormat::Yuyv => (1i32, in_w * 2),
+            InputFormat::Nv12 => (2i32, in_w),
         };
         let rotate = i32::from(self.spec.rotation == Rotation::Rotate180);
         // 32×8 threads: a warp per row segment keeps the tap loads coalesced.

@@ -27,6 +27,19 @@ pub enum InputFormat {
     Packed3,
     /// YUYV 4:2:2, decoded to BGR like OpenCV.
     Yuyv,
+    /// NV12 4:2:0 (Y plane, interleaved UV plane), decoded to BGR like OpenCV.
+    Nv12,
+}
+
+impl InputFormat {
+    /// Bytes of one `width × height` frame in this layout.
+    pub fn frame_len(self, width: usize, height: usize) -> usize {
+        match self {
+            Self::Packed3 => width * height * 3,
+            Self::Yuyv => width * height * 2,
+            Self::Nv12 => width * height + width * height / 2,
+        }
+    }
 }
 
 use resize::PillowBilinear;

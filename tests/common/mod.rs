@@ -56,6 +56,14 @@ pub fn yuyv_pattern(width: usize, height: usize) -> Vec<u8> {
         .collect()
 }
 
+/// NV12 bytes (Y plane + UV plane) from the same hash as `yuyv_pattern`;
+/// engines/make_fixtures.py `nv12_pattern` builds the same.
+pub fn nv12_pattern(width: usize, height: usize) -> Vec<u8> {
+    (0..(width * height * 3 / 2) as u64)
+        .map(|i| ((i.wrapping_mul(2246822519) >> 9) & 255) as u8)
+        .collect()
+}
+
 /// Wait for a child process, failing the test if it outlives `limit`.
 pub fn wait_for_exit(
     child: &mut std::process::Child,
