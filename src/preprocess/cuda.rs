@@ -224,7 +224,7 @@ impl CudaPreprocessor {
         let v_start_rel: Vec<i32> = v.start.iter().map(|&s| (s - y0) as i32).collect();
         let up = |data: &[i32]| stream.clone_htod(data).map_err(driver);
         if format != InputFormat::Packed3
-            && (in_w % 2 != 0 || (format == InputFormat::Nv12 && in_h % 2 != 0))
+            && (!in_w.is_multiple_of(2) || (format == InputFormat::Nv12 && !in_h.is_multiple_of(2)))
         {
             return Err(CudaError::Driver(format!(
                 "{format:?} frames need even sizes, got {in_w}x{in_h}"
