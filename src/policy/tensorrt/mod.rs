@@ -79,8 +79,9 @@ fn cuda(e: impl std::fmt::Debug) -> TrtError {
 
 const ERR_LEN: usize = 2048;
 
-fn err_buf() -> Vec<u8> {
-    vec![0u8; ERR_LEN]
+/// On the stack: the per-frame calls (addresses, shapes, enqueue) allocate nothing.
+fn err_buf() -> [u8; ERR_LEN] {
+    [0u8; ERR_LEN]
 }
 
 fn err_text(buf: &[u8]) -> String {
@@ -707,7 +708,6 @@ pub struct TensorRtPolicy {
     pixels_name: CString,
     feature_name: CString,
     head_in_name: CString,
-    head_out_name: CString,
     pixels: DeviceInput,
     _ids: Vec<DeviceIds>,
     /// Feature ring: `capacity + 1` slots of `feature_dim`; the last slot is
@@ -881,7 +881,6 @@ impl TensorRtPolicy {
             pixels_name: CString::new("pixel_values").expect("literal"),
             feature_name: feature.c_name,
             head_in_name: head_in.c_name,
-            head_out_name: head_out.c_name,
             meta,
             stream,
             backbone,
@@ -929,6 +928,9 @@ impl TensorRtPolicy {
             let (p, _sync) = view.device_ptr_mut(&self.stream);
             p
         };
+        // TensorRT uses whatever context is current on the calling thread; the
+        // chain is built on the main thread and runs on the inference thread.
+        self.stream.context().bind_to_thread().map_err(cuda)?;
         // SAFETY: `out` is inside the ring (alive in self); `pixels` per the contract.
         unsafe {
             self.backbone.set_address(&self.pixels_name, pixels)?;
@@ -960,8 +962,9 @@ impl TensorRtPolicy {
 
     fn run_head(&mut self, k: usize, out: &mut [f32]) -> Result<(), TrtError> {
         let dim = self.meta.feature_dim() as i64;
-        let name = self.head_in_name.clone();
-        self.head.set_input_shape(&name, &[1, k as i64, dim])?;
+        self.stream.context().bind_to_thread().map_err(cuda)?;
+        self.head
+            .set_input_shape(&self.head_in_name, &[1, k as i64, dim])?;
         self.head.enqueue(&self.stream)?;
         if out.len() != self.chunk.len() {
             return Err(PolicyError::Shape {
@@ -971,7 +974,6 @@ impl TensorRtPolicy {
             }
             .into());
         }
-        let _ = &self.head_out_name;
         self.stream.memcpy_dtoh(&self.chunk, out).map_err(cuda)?;
         self.stream.synchronize().map_err(cuda)
     }
