@@ -158,11 +158,16 @@ pub struct HostChain<P: Policy> {
     runner: PolicyRunner<P>,
     pre: Box<dyn Preprocessor + Send>,
     pixels: Vec<f32>,
+    /// Raw YUYV/NV12 frames converted to BGR (allocated on the first such frame).
+    packed: Vec<u8>,
 }
 
 impl<P: Policy + Send> FrameStep for HostChain<P> {
     fn preprocess(&mut self, frame: &Frame) -> Result<(), PreprocessError> {
-        self.pre.run(frame.view(), &mut self.pixels)
+        let view = frame
+            .packed(&mut self.packed)
+            .map_err(|e| PreprocessError::Convert(e.to_string()))?;
+        self.pre.run(view, &mut self.pixels)
     }
 
     fn infer(&mut self, frame: &Frame) -> Result<StepOutput<'_>, PolicyError> {
@@ -200,6 +205,7 @@ impl InferenceStage {
             runner,
             pre: Box::new(pre),
             pixels: vec![0.0; n],
+            packed: Vec::new(),
         })
     }
 

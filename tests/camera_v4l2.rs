@@ -43,7 +43,10 @@ fn camera_delivers_fresh_timestamped_frames() {
             cam.next_frame(&mut frame)
                 .unwrap_or_else(|e| panic!("{format:?} frame {i}: {e}"));
             assert_eq!((frame.width, frame.height), (w as usize, h as usize));
-            assert_eq!(frame.data.len(), frame.width * frame.height * 3);
+            assert_eq!(
+                frame.data.len(),
+                frame.format.frame_len(frame.width, frame.height)
+            );
             let now = clock.now();
             assert!(frame.capture_time <= now);
             if let Some(prev) = last {

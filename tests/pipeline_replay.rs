@@ -285,3 +285,56 @@ fn a_corrupt_frame_raises_frame_corrupt_and_later_frames_recover() {
         "{kinds:?}"
     );
 }
+
+#[test]
+fn raw_yuyv_and_nv12_frames_give_the_chunks_of_their_opencv_conversion() {
+    // The camera hands YUYV/NV12 through untouched (the GPU chain decodes them
+    // itself); the CPU chain must then see exactly the BGR frame OpenCV's
+    // conversion gives, so the policy's output is identical.
+    use mvla::capture::convert::{nv12_to_bgr, yuyv_to_bgr};
+    use mvla::capture::Frame;
+    use mvla::pipeline::InferenceEvent;
+    use mvla::preprocess::InputFormat;
+    let (w, h) = (320usize, 240usize);
+    let clock = ManualClock::new(Timestamp(1_000_000_000));
+    for (format, raw) in [
+        (InputFormat::Yuyv, yuyv_pattern(w, h)),
+        (InputFormat::Nv12, nv12_pattern(w, h)),
+    ] {
+        let mut bgr = vec![0u8; w * h * 3];
+        match format {
+            InputFormat::Yuyv => yuyv_to_bgr(&raw, w, h, &mut bgr).unwrap(),
+            _ => nv12_to_bgr(&raw, w, h, &mut bgr).unwrap(),
+        }
+        let make = |format, data: &Vec<u8>| Frame {
+            seq: 1,
+            capture_time: Timestamp(1_000_000_000),
+            width: w,
+            height: h,
+            order: ChannelOrder::Bgr,
+            format,
+            data: data.clone(),
+            starts_episode: true,
+            replay_position: None,
+        };
+        let chunk = |frame: &Frame| {
+            let (mut stage, _) = stage(8);
+            match stage.process(frame, clock.now(), &clock).event {
+                InferenceEvent::Chunk(c) => (c.raw_first, c.actions.clone()),
+                other => panic!("{other:?}"),
+            }
+        };
+        let from_raw = chunk(&make(format, &raw));
+        let from_bgr = chunk(&make(InputFormat::Packed3, &bgr));
+        assert_eq!(from_raw, from_bgr, "{format:?}");
+        // And a short raw frame is a corrupt-frame fault, not a crash.
+        let (mut stage, _) = stage(8);
+        let short = make(format, &raw[..raw.len() / 2].to_vec());
+        match stage.process(&short, clock.now(), &clock).event {
+            InferenceEvent::Fault { kind, .. } => {
+                assert_eq!(kind, mvla::fault::FaultKind::FrameCorrupt)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -23,6 +23,12 @@ pub enum ConvertError {
         expected: usize,
         actual: usize,
     },
+    #[error("{format} frame needs {expected} bytes, the driver delivered {actual}")]
+    RawSize {
+        format: String,
+        expected: usize,
+        actual: usize,
+    },
     #[error("YUYV width {0} is odd (pixels come in pairs)")]
     OddWidth(usize),
     #[error("NV12 frame {width}x{height} needs {expected} bytes (Y plane + interleaved UV plane), got {actual}")]

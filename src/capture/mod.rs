@@ -11,10 +11,13 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::fault::FaultKind;
-use crate::preprocess::{ChannelOrder, FrameRef, Rotation};
+use crate::preprocess::{ChannelOrder, FrameRef, InputFormat, Rotation};
 
-/// One captured frame, packed u8 H×W×3. Buffers are recycled between the
-/// capture and inference threads, so `data` keeps its allocation.
+/// One captured frame: packed u8 H×W×3, or the camera's raw YUYV / NV12
+/// bytes (`format`), which the GPU chain uploads as they are and everything
+/// else converts to BGR exactly like OpenCV ([`Frame::packed`]). Buffers are
+/// recycled between the capture and inference threads, so `data` keeps its
+/// allocation.
 #[derive(Debug, Clone, Default)]
 pub struct Frame {
     /// Source-assigned sequence number (gaps = frames the driver dropped).
@@ -23,7 +26,10 @@ pub struct Frame {
     pub capture_time: Timestamp,
     pub width: usize,
     pub height: usize,
+    /// Channel order of packed data (raw YUYV/NV12 decode to BGR).
     pub order: ChannelOrder,
+    /// Layout of `data`.
+    pub format: InputFormat,
     pub data: Vec<u8>,
     /// First frame of a new episode/stream: the policy history must restart.
     pub starts_episode: bool,
@@ -32,6 +38,35 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// The frame as packed pixels: a view of `data` when it is packed, else
+    /// converted into `scratch` (OpenCV's YUV→BGR arithmetic).
+    pub fn packed<'a>(
+        &'a self,
+        scratch: &'a mut Vec<u8>,
+    ) -> Result<FrameRef<'a>, convert::ConvertError> {
+        let (w, h) = (self.width, self.height);
+        let data: &[u8] = match self.format {
+            InputFormat::Packed3 => return Ok(self.view()),
+            InputFormat::Yuyv => {
+                scratch.resize(w * h * 3, 0);
+                convert::yuyv_to_bgr(&self.data, w, h, scratch)?;
+                scratch
+            }
+            InputFormat::Nv12 => {
+                scratch.resize(w * h * 3, 0);
+                convert::nv12_to_bgr(&self.data, w, h, scratch)?;
+                scratch
+            }
+        };
+        Ok(FrameRef {
+            width: w,
+            height: h,
+            order: ChannelOrder::Bgr,
+            data,
+        })
+    }
+
+    /// `data` as a [`FrameRef`] (packed frames; raw layouts: see [`Frame::packed`]).
     pub fn view(&self) -> FrameRef<'_> {
         FrameRef {
             width: self.width,

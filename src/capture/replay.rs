@@ -116,6 +116,7 @@ impl FrameSource for ReplaySource {
         }
         let index = self.frame_index;
         self.frame_index += 1;
+        frame.format = crate::preprocess::InputFormat::Packed3;
         let read = ep.read_frame(index, &mut frame.data);
         let t = match self.pacing {
             Pacing::Interval(d) => {

@@ -15,10 +15,10 @@ use v4l::io::traits::CaptureStream;
 use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
-use super::convert::{mjpeg_to_bgr, nv12_to_bgr, yuyv_to_bgr};
+use super::convert::{mjpeg_to_bgr, ConvertError};
 use super::{CaptureError, Frame, FrameSource};
 use crate::clock::{Clock, Timestamp};
-use crate::preprocess::{ChannelOrder, Rotation};
+use crate::preprocess::{ChannelOrder, InputFormat, Rotation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PixelFormat {
@@ -333,16 +333,30 @@ impl FrameSource for V4l2Source {
         frame.starts_episode = self.frames_since_open == 0;
         frame.replay_position = None;
         self.frames_since_open += 1;
+        // YUYV and NV12 travel raw: the GPU chain decodes them in its first
+        // kernel, the CPU chain converts only the frames it actually uses
+        // (newest wins, so dropped frames are never converted).
+        let raw_frame = |format: InputFormat, frame: &mut Frame| {
+            let need = format.frame_len(w, h);
+            if self.raw.len() < need {
+                return Err(ConvertError::RawSize {
+                    format: format!("{format:?}"),
+                    expected: need,
+                    actual: self.raw.len(),
+                });
+            }
+            frame.format = format;
+            frame.data.clear();
+            frame.data.extend_from_slice(&self.raw[..need]);
+            Ok(())
+        };
         match self.config.format {
-            PixelFormat::Yuyv => {
-                frame.data.resize(w * h * 3, 0);
-                yuyv_to_bgr(&self.raw, w, h, &mut frame.data)
+            PixelFormat::Yuyv => raw_frame(InputFormat::Yuyv, frame),
+            PixelFormat::Mjpeg => {
+                frame.format = InputFormat::Packed3;
+                mjpeg_to_bgr(&self.raw, w, h, &mut frame.data)
             }
-            PixelFormat::Mjpeg => mjpeg_to_bgr(&self.raw, w, h, &mut frame.data),
-            PixelFormat::Nv12 => {
-                frame.data.resize(w * h * 3, 0);
-                nv12_to_bgr(&self.raw, w, h, &mut frame.data)
-            }
+            PixelFormat::Nv12 => raw_frame(InputFormat::Nv12, frame),
         }
         .map_err(|e| CaptureError::Corrupt(format!("{}: {e}", self.config.device.display())))
     }

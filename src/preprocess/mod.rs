@@ -20,10 +20,12 @@ pub mod cuda;
 #[path = "cuda_disabled.rs"]
 pub mod cuda;
 
-/// Raw camera buffer layouts the GPU path decodes itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Frame buffer layouts: packed pixels, or raw camera layouts that the GPU
+/// kernels decode themselves (the CPU path converts them like OpenCV first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InputFormat {
     /// Packed 3-channel u8 (BGR or RGB).
+    #[default]
     Packed3,
     /// YUYV 4:2:2, decoded to BGR like OpenCV.
     Yuyv,
@@ -146,6 +148,8 @@ pub enum PreprocessError {
     EmptyFrame { width: usize, height: usize },
     #[error("output buffer holds {actual} floats, the model input needs {expected}")]
     OutputSize { expected: usize, actual: usize },
+    #[error("camera frame: {0}")]
+    Convert(String),
     #[error("GPU preprocessing: {0}")]
     Device(String),
 }

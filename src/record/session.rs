@@ -138,13 +138,23 @@ impl InferenceObserver for Recorder {
                 .last_row
                 .is_none_or(|last| frame.capture_time >= last.plus(self.settings.step));
             if due {
+                // Episodes store packed BGR like the collector did; raw camera
+                // layouts are converted here, off the motor path.
+                let mut scratch = Vec::new();
+                let (data, order) = match frame.packed(&mut scratch) {
+                    Ok(view) => (view.data.to_vec(), view.order),
+                    Err(e) => {
+                        tracing::warn!("frame {} not recorded: {e}", frame.seq);
+                        return;
+                    }
+                };
                 self.last_row = Some(frame.capture_time);
                 let a = c.actions.first().copied().unwrap_or([0.0, 0.0]);
                 self.forward(RecordMsg::Step {
-                    data: frame.data.clone(),
+                    data,
                     width: frame.width,
                     height: frame.height,
-                    order: frame.order,
+                    order,
                     action: [a[0], a[1], 0.0],
                     capture: frame.capture_time,
                     starts_episode: frame.starts_episode,

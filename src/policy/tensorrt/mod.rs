@@ -1243,7 +1243,8 @@ impl GpuChain {
 
 impl crate::pipeline::FrameStep for GpuChain {
     fn preprocess(&mut self, frame: &crate::capture::Frame) -> Result<(), PreprocessError> {
-        self.enqueue_frame(frame.view(), InputFormat::Packed3, frame.capture_time)
+        // Raw YUYV/NV12 go up as they are: the first kernel decodes them.
+        self.enqueue_frame(frame.view(), frame.format, frame.capture_time)
     }
 
     fn infer(
