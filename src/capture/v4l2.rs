@@ -422,6 +422,7 @@ mod tests {
     fn pixel_format_names() {
         assert_eq!(PixelFormat::parse("yuyv"), Some(PixelFormat::Yuyv));
         assert_eq!(PixelFormat::parse("MJPEG"), Some(PixelFormat::Mjpeg));
-        assert_eq!(PixelFormat::parse("NV12"), None);
+        assert_eq!(PixelFormat::parse("nv12"), Some(PixelFormat::Nv12));
+        assert_eq!(PixelFormat::parse("I420"), None);
     }
 }
