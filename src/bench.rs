@@ -6,10 +6,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::capture::Frame;
 use crate::clock::Timestamp;
+use crate::pipeline::FrameStep;
 use crate::policy::tract::TractPolicy;
 use crate::policy::{Policy, PolicyError, PolicyRunner};
-use crate::preprocess::{ChannelOrder, CpuPreprocessor, FrameRef, Preprocessor, Rotation};
+use crate::preprocess::{
+    ChannelOrder, CpuPreprocessor, FrameRef, InputFormat, Preprocessor, Rotation,
+};
 
 /// Summary of a set of durations, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -129,9 +133,86 @@ pub fn bench_policy(model: &Path, steps: usize, warmup: usize) -> Result<PolicyB
     })
 }
 
+/// Per-frame timings of a whole inference chain ([`FrameStep`]): the same
+/// calls `mvla run` makes, on a synthetic 1280×720 camera frame in `format`,
+/// frames one model step apart.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainBench {
+    pub frame: String,
+    /// `FrameStep::preprocess` (for the GPU chain: upload + enqueue only).
+    pub preprocess: Summary,
+    /// `FrameStep::infer` (for the GPU chain: until the chunk is on the host).
+    pub infer: Summary,
+    pub step_total: Summary,
+    pub peak_rss_mib: f64,
+}
+
+pub fn bench_chain(
+    chain: &mut dyn FrameStep,
+    format: InputFormat,
+    steps: usize,
+    warmup: usize,
+) -> Result<ChainBench, String> {
+    let (w, h) = (1280usize, 720usize);
+    let mut frame = Frame {
+        width: w,
+        height: h,
+        order: ChannelOrder::Bgr,
+        format,
+        data: (0..format.frame_len(w, h))
+            .map(|i| ((i * 2_654_435_761) >> 13) as u8)
+            .collect(),
+        ..Frame::default()
+    };
+    let step = chain.step_length();
+    let (mut t_pre, mut t_infer, mut t_total) = (vec![], vec![], vec![]);
+    for i in 0..warmup + steps {
+        frame.seq = i as u64;
+        frame.capture_time = Timestamp::from_duration(step * i as u32);
+        frame.starts_episode = i == 0;
+        if frame.starts_episode {
+            chain.reset();
+        }
+        let t0 = Instant::now();
+        chain
+            .preprocess(&frame)
+            .map_err(|e| format!("preprocess: {e}"))?;
+        let t1 = Instant::now();
+        chain.infer(&frame).map_err(|e| format!("policy: {e}"))?;
+        let t2 = Instant::now();
+        if i >= warmup {
+            t_pre.push(t1 - t0);
+            t_infer.push(t2 - t1);
+            t_total.push(t2 - t0);
+        }
+    }
+    Ok(ChainBench {
+        frame: format!("{w}x{h} {format:?}"),
+        preprocess: Summary::of(&t_pre),
+        infer: Summary::of(&t_infer),
+        step_total: Summary::of(&t_total),
+        peak_rss_mib: peak_rss_bytes().unwrap_or(0) as f64 / (1024.0 * 1024.0),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chain_bench_runs_the_cpu_chain_on_raw_frames() {
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_model");
+        let policy = TractPolicy::load(&model).unwrap();
+        let spec = policy.meta().preprocess_spec(Rotation::Rotate180);
+        let mut chain = crate::pipeline::HostChain::new(
+            PolicyRunner::new(policy, 8),
+            CpuPreprocessor::new(spec),
+        );
+        let r = bench_chain(&mut chain, InputFormat::Yuyv, 3, 1).unwrap();
+        assert_eq!(r.step_total.samples, 3);
+        assert!(r.step_total.p50_ms >= r.infer.p50_ms);
+        assert_eq!(r.frame, "1280x720 Yuyv");
+    }
 
     #[test]
     fn summary_percentiles() {

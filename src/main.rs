@@ -63,6 +63,19 @@ impl From<OrderArg> for ChannelOrder {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BenchBackend {
+    Tract,
+    Tensorrt,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FrameFormatArg {
+    Bgr,
+    Yuyv,
+    Nv12,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum PrecisionArg {
     Fp16,
@@ -189,6 +202,19 @@ enum Command {
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// `tensorrt`: the on-robot chain (CUDA preprocessing into the engine
+        /// input, both engines, GPU feature ring) with checked engines from
+        /// --engine-dir; needs `--features tensorrt`, a GPU and TensorRT.
+        #[arg(long, value_enum, default_value = "tract")]
+        backend: BenchBackend,
+        /// Engines for --backend tensorrt; default MODEL/engines.
+        #[arg(long)]
+        engine_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "fp16")]
+        precision: PrecisionArg,
+        /// Camera frame layout fed to --backend tensorrt (raw YUYV/NV12 are decoded by the first kernel).
+        #[arg(long, value_enum, default_value = "yuyv")]
+        frame_format: FrameFormatArg,
     },
     /// Preprocess one frame exactly as the runtime does and write the model input.
     ///
@@ -489,6 +515,81 @@ fn drive_for(port: &str, baud: u32, offsets: [i64; 3], seconds: f64) -> Result<u
     result
 }
 
+fn precision(p: PrecisionArg) -> mvla::policy::engine::Precision {
+    match p {
+        PrecisionArg::Fp16 => mvla::policy::engine::Precision::Fp16,
+        PrecisionArg::Fp32 => mvla::policy::engine::Precision::Fp32,
+    }
+}
+
+/// `mvla bench --backend tensorrt`: the whole GPU chain per frame.
+fn cmd_bench_tensorrt(
+    model: &Path,
+    engine_dir: Option<&Path>,
+    precision_arg: PrecisionArg,
+    frame_format: FrameFormatArg,
+    steps: usize,
+    warmup: usize,
+    json: bool,
+) -> Result<u8> {
+    use mvla::preprocess::InputFormat;
+    let meta = mvla::policy::ModelMeta::load(model)
+        .map_err(|e| BadInput(format!("model {}: {e}", model.display())))?;
+    let dir = engine_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| model.join("engines"));
+    let spec = meta.preprocess_spec(Rotation::Rotate180);
+    let window = meta.raw.window;
+    let t_load = std::time::Instant::now();
+    let mut chain = mvla::policy::tensorrt::GpuChain::load(
+        meta,
+        &dir,
+        precision(precision_arg),
+        &mvla::policy::engine::ParityThresholds::default(),
+        window,
+        spec,
+        None,
+    )?;
+    let load_s = t_load.elapsed().as_secs_f64();
+    let describe = chain.describe();
+    let format = match frame_format {
+        FrameFormatArg::Bgr => InputFormat::Packed3,
+        FrameFormatArg::Yuyv => InputFormat::Yuyv,
+        FrameFormatArg::Nv12 => InputFormat::Nv12,
+    };
+    let r =
+        mvla::bench::bench_chain(&mut chain, format, steps, warmup).map_err(anyhow::Error::msg)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "backend": describe, "load_s": load_s, "bench": r
+            }))?
+        );
+        return Ok(0);
+    }
+    println!(
+        "{describe}; engines loaded in {load_s:.2} s; frame {}",
+        r.frame
+    );
+    println!(
+        "{:<26} {:>9} {:>9} {:>9} {:>8}",
+        "stage (ms)", "p50", "p99", "max", "samples"
+    );
+    for (name, s) in [
+        ("upload + enqueue", r.preprocess),
+        ("engines until chunk", r.infer),
+        ("step total", r.step_total),
+    ] {
+        println!(
+            "{:<26} {:>9.3} {:>9.3} {:>9.3} {:>8}",
+            name, s.p50_ms, s.p99_ms, s.max_ms, s.samples
+        );
+    }
+    println!("peak RSS {:.0} MiB", r.peak_rss_mib);
+    Ok(0)
+}
+
 fn cmd_bench(model: &Path, steps: usize, warmup: usize, json: bool) -> Result<u8> {
     if steps == 0 {
         bail!(BadInput("--steps must be at least 1".into()));
@@ -683,14 +784,14 @@ fn print_eval_table(
 fn cmd_engine_build(
     model: &Path,
     engine_dir: Option<&Path>,
-    precision: PrecisionArg,
+    precision_arg: PrecisionArg,
     workspace_mib: u64,
     fp32_pixels: bool,
     parity_frames: usize,
     force: bool,
     json: bool,
 ) -> Result<u8> {
-    use mvla::policy::engine::{BuildEvent, BuildOptions, Precision};
+    use mvla::policy::engine::{BuildEvent, BuildOptions};
     use mvla::policy::tensorrt;
     let meta = mvla::policy::ModelMeta::load(model)
         .map_err(|e| BadInput(format!("model {}: {e}", model.display())))?;
@@ -700,10 +801,7 @@ fn cmd_engine_build(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| model.join("engines"));
     let options = BuildOptions {
-        precision: match precision {
-            PrecisionArg::Fp16 => Precision::Fp16,
-            PrecisionArg::Fp32 => Precision::Fp32,
-        },
+        precision: precision(precision_arg),
         workspace_bytes: workspace_mib << 20,
         half_pixel_input: !fp32_pixels,
         force,
@@ -828,6 +926,25 @@ fn main() -> ExitCode {
             steps,
             warmup,
             json,
+            backend: BenchBackend::Tensorrt,
+            engine_dir,
+            precision,
+            frame_format,
+        } => cmd_bench_tensorrt(
+            &model,
+            engine_dir.as_deref(),
+            precision,
+            frame_format,
+            steps.max(1),
+            warmup,
+            json,
+        ),
+        Command::Bench {
+            model,
+            steps,
+            warmup,
+            json,
+            ..
         } => cmd_bench(&model, steps, warmup, json),
         Command::Preprocess {
             model,

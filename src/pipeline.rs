@@ -162,6 +162,18 @@ pub struct HostChain<P: Policy> {
     packed: Vec<u8>,
 }
 
+impl<P: Policy> HostChain<P> {
+    pub fn new(runner: PolicyRunner<P>, pre: impl Preprocessor + Send + 'static) -> Self {
+        let n = pre.spec().output_len();
+        Self {
+            runner,
+            pre: Box::new(pre),
+            pixels: vec![0.0; n],
+            packed: Vec::new(),
+        }
+    }
+}
+
 impl<P: Policy + Send> FrameStep for HostChain<P> {
     fn preprocess(&mut self, frame: &Frame) -> Result<(), PreprocessError> {
         let view = frame
@@ -200,13 +212,7 @@ impl InferenceStage {
         runner: PolicyRunner<P>,
         pre: impl Preprocessor + Send + 'static,
     ) -> Self {
-        let n = pre.spec().output_len();
-        Self::with_step(HostChain {
-            runner,
-            pre: Box::new(pre),
-            pixels: vec![0.0; n],
-            packed: Vec::new(),
-        })
+        Self::with_step(HostChain::new(runner, pre))
     }
 
     pub fn with_step(step: impl FrameStep + 'static) -> Self {
