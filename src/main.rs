@@ -811,12 +811,11 @@ fn cmd_engine_build(
     // Fail fast (before the reference loads) where TensorRT cannot run.
     let version = tensorrt::open()?;
     eprintln!("TensorRT {version}");
-    // The parity reference: the same graphs through tract (fp32, CPU).
-    eprintln!(
-        "loading the ONNX reference (tract) from {}",
-        model.display()
-    );
-    let mut reference = load_policy(model)?;
+    // The parity reference: the same graphs through tract (fp32, CPU),
+    // loaded only when engines are built, and freed before the build.
+    let mut make_reference = || -> Result<Box<dyn Policy>, mvla::policy::PolicyError> {
+        Ok(Box::new(TractPolicy::load(model)?))
+    };
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new_spinner()
     } else {
@@ -841,7 +840,8 @@ fn cmd_engine_build(
             tracing::info!("{}: phase {name} done", role.name())
         }
     };
-    let outcome = tensorrt::build_engines(&meta, &dir, &options, &mut reference, &mut progress);
+    let outcome =
+        tensorrt::build_engines(&meta, &dir, &options, &mut make_reference, &mut progress);
     bar.finish_and_clear();
     let outcome = outcome?;
     let r = &outcome.record;

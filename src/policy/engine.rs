@@ -417,24 +417,58 @@ fn max_abs(a: &[f32], b: &[f32]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Run `inputs` (preprocessed frames) through both backends: features per
-/// frame, then the head over every prefix window 1..=min(n, window) — once
-/// on the reference features (head alone) and once on each backend's own
-/// features (whole chain). Non-finite outputs count as failures.
-pub fn compare(
-    reference: &mut dyn Policy,
+/// The reference side of the gate, computed once: per-frame features and
+/// the head's chunk over every prefix window. Computed before the engines are
+/// built so the reference backend (the full model through tract: ~9 GiB) is
+/// freed before TensorRT needs the memory (the Orin's memory is shared with
+/// the GPU).
+#[derive(Debug, Clone)]
+pub struct ReferenceRun {
+    pub inputs: Vec<Vec<f32>>,
+    /// `inputs.len() × feature_dim`, frame after frame.
+    pub features: Vec<f32>,
+    /// Chunk of the head over windows 1..=min(inputs, window), in that order.
+    pub chunks: Vec<Vec<f32>>,
+}
+
+impl ReferenceRun {
+    pub fn compute(reference: &mut dyn Policy, inputs: Vec<Vec<f32>>) -> Result<Self, PolicyError> {
+        let meta = reference.meta().clone();
+        let dim = meta.feature_dim();
+        let mut features = vec![0.0; inputs.len() * dim];
+        for (pixels, f) in inputs.iter().zip(features.chunks_exact_mut(dim)) {
+            reference.encode(pixels, f)?;
+        }
+        let n_chunk = meta.raw.chunk * meta.raw.action_dim;
+        let chunks = (1..=inputs.len().min(meta.raw.window))
+            .map(|k| {
+                let mut c = vec![0.0; n_chunk];
+                reference.decode(&features[..k * dim], k, &mut c).map(|_| c)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            inputs,
+            features,
+            chunks,
+        })
+    }
+}
+
+/// Run the reference's inputs through `candidate`: features per frame, then
+/// the head over every prefix window — once on the reference features (head
+/// alone) and once on the candidate's own features (whole chain).
+/// Non-finite outputs count as failures.
+pub fn compare_run(
+    run: &ReferenceRun,
     candidate: &mut dyn Policy,
-    inputs: &[Vec<f32>],
     thresholds: ParityThresholds,
 ) -> Result<ParityReport, PolicyError> {
-    let meta = reference.meta().clone();
+    let meta = candidate.meta().clone();
     let dim = meta.feature_dim();
     let n_chunk = meta.raw.chunk * meta.raw.action_dim;
-    let mut ref_feats = Vec::with_capacity(inputs.len() * dim);
-    let mut cand_feats = Vec::with_capacity(inputs.len() * dim);
-    let (mut f_ref, mut f_cand) = (vec![0.0; dim], vec![0.0; dim]);
+    let mut cand_feats = vec![0.0; run.inputs.len() * dim];
     let mut report = ParityReport {
-        inputs: inputs.len(),
+        inputs: run.inputs.len(),
         feature_cosine_min: 1.0,
         feature_max_abs: 0.0,
         head_chunk_max_abs: 0.0,
@@ -444,25 +478,23 @@ pub fn compare(
         failures: Vec::new(),
     };
     let mut non_finite = false;
-    for pixels in inputs {
-        reference.encode(pixels, &mut f_ref)?;
-        candidate.encode(pixels, &mut f_cand)?;
+    for (i, pixels) in run.inputs.iter().enumerate() {
+        let f_ref = &run.features[i * dim..(i + 1) * dim];
+        let f_cand = &mut cand_feats[i * dim..(i + 1) * dim];
+        candidate.encode(pixels, f_cand)?;
         non_finite |= f_cand.iter().any(|v| !v.is_finite());
-        report.feature_cosine_min = report.feature_cosine_min.min(cosine(&f_ref, &f_cand));
-        report.feature_max_abs = report.feature_max_abs.max(max_abs(&f_ref, &f_cand));
-        ref_feats.extend_from_slice(&f_ref);
-        cand_feats.extend_from_slice(&f_cand);
+        report.feature_cosine_min = report.feature_cosine_min.min(cosine(f_ref, f_cand));
+        report.feature_max_abs = report.feature_max_abs.max(max_abs(f_ref, f_cand));
     }
-    let (mut c_ref, mut c_head, mut c_chain) =
-        (vec![0.0; n_chunk], vec![0.0; n_chunk], vec![0.0; n_chunk]);
-    for k in 1..=inputs.len().min(meta.raw.window) {
+    let (mut c_head, mut c_chain) = (vec![0.0; n_chunk], vec![0.0; n_chunk]);
+    for (i, c_ref) in run.chunks.iter().enumerate() {
+        let k = i + 1;
         let end = k * dim;
-        reference.decode(&ref_feats[..end], k, &mut c_ref)?;
-        candidate.decode(&ref_feats[..end], k, &mut c_head)?;
+        candidate.decode(&run.features[..end], k, &mut c_head)?;
         candidate.decode(&cand_feats[..end], k, &mut c_chain)?;
         non_finite |= c_head.iter().chain(&c_chain).any(|v| !v.is_finite());
-        report.head_chunk_max_abs = report.head_chunk_max_abs.max(max_abs(&c_ref, &c_head));
-        report.chain_chunk_max_abs = report.chain_chunk_max_abs.max(max_abs(&c_ref, &c_chain));
+        report.head_chunk_max_abs = report.head_chunk_max_abs.max(max_abs(c_ref, &c_head));
+        report.chain_chunk_max_abs = report.chain_chunk_max_abs.max(max_abs(c_ref, &c_chain));
     }
     // NaN compares false with everything: check the failing direction explicitly.
     if non_finite {
@@ -491,6 +523,17 @@ pub fn compare(
     }
     report.passed = report.failures.is_empty();
     Ok(report)
+}
+
+/// [`ReferenceRun::compute`] on `reference`, then [`compare_run`].
+pub fn compare(
+    reference: &mut dyn Policy,
+    candidate: &mut dyn Policy,
+    inputs: &[Vec<f32>],
+    thresholds: ParityThresholds,
+) -> Result<ParityReport, PolicyError> {
+    let run = ReferenceRun::compute(reference, inputs.to_vec())?;
+    compare_run(&run, candidate, thresholds)
 }
 
 /// The gate's verdict, stored beside the engines.

@@ -27,7 +27,7 @@ pub fn build_engines(
     _meta: &ModelMeta,
     _dir: &Path,
     _options: &BuildOptions,
-    _reference: &mut dyn Policy,
+    _make_reference: &mut dyn FnMut() -> Result<Box<dyn Policy>, PolicyError>,
     _progress: &mut dyn FnMut(BuildEvent<'_>),
 ) -> Result<BuildOutcome, TrtError> {
     Err(TrtError::NotCompiled)

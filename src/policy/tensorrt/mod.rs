@@ -556,14 +556,16 @@ pub fn engine_paths(
 }
 
 /// Build (or reuse) both engines for `meta` in `dir`, then run the parity
-/// gate against `reference` (the tract backend on the same graphs). Engines
-/// that fail the gate stay on disk for inspection, but their record says
-/// failed, so they are never loaded.
+/// gate against the reference backend `make_reference` loads (the same
+/// graphs through tract). The reference runs — and is dropped — before the
+/// build, and only when something is built. Engines that fail the gate stay
+/// on disk for inspection, but their record says failed, so they are never
+/// loaded.
 pub fn build_engines(
     meta: &ModelMeta,
     dir: &Path,
     options: &BuildOptions,
-    reference: &mut dyn Policy,
+    make_reference: &mut dyn FnMut() -> Result<Box<dyn Policy>, PolicyError>,
     progress: &mut dyn FnMut(BuildEvent<'_>),
 ) -> Result<BuildOutcome, TrtError> {
     let trt = open()?;
@@ -588,6 +590,14 @@ pub fn build_engines(
             });
         }
     }
+    progress(BuildEvent::Message(
+        "parity reference: the ONNX graphs through tract on the gate's frames",
+    ));
+    let reference_run = {
+        let mut reference = make_reference()?;
+        let inputs = engine::parity_inputs(meta, options.parity_frames.max(1));
+        engine::ReferenceRun::compute(reference.as_mut(), inputs)?
+    }; // the reference backend is freed here, before TensorRT allocates
     let mut timing = std::fs::read(&paths.timing_cache).unwrap_or_default();
     let raw = &meta.raw;
 
@@ -639,8 +649,7 @@ pub fn build_engines(
         "parity gate: engines vs the ONNX graphs through tract",
     ));
     let mut candidate = TensorRtPolicy::load_unchecked(meta.clone(), &paths, None)?;
-    let inputs = engine::parity_inputs(meta, options.parity_frames.max(1));
-    let report = engine::compare(reference, &mut candidate, &inputs, options.thresholds)?;
+    let report = engine::compare_run(&reference_run, &mut candidate, options.thresholds)?;
     let sha = |p: &Path| {
         super::meta::sha256_file(p).map_err(|source| TrtError::Io {
             path: p.display().to_string(),
