@@ -657,6 +657,23 @@ mod tests {
         assert_eq!(c.realtime_priority, 60);
         assert!(c.lock_memory);
         assert!(c.record.is_some());
+        assert_eq!(c.backend, PolicyBackend::TensorRt);
+        assert_eq!(c.engine_dir, Path::new("/var/lib/mvla/engines"));
+        assert_eq!(c.precision, crate::policy::engine::Precision::Fp16);
+    }
+
+    #[test]
+    fn engine_dir_defaults_to_the_model_directory() {
+        let text = "[model]\ndir = \"m\"\n[capture]\nsource = \"replay\"\n[capture.replay]\nepisodes = [\"e\"]\n[inference]\nprecision = \"fp32\"\n";
+        let c = Config::from_toml(text, "robot.toml", Path::new("/cfg")).unwrap();
+        assert_eq!(c.backend, PolicyBackend::Tract);
+        assert_eq!(c.engine_dir, Path::new("/cfg/m/engines"));
+        assert_eq!(c.precision, crate::policy::engine::Precision::Fp32);
+        let bad = text.replace("fp32", "int8");
+        let err = Config::from_toml(&bad, "robot.toml", Path::new("/cfg"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inference.precision"), "{err}");
     }
 
     #[test]
