@@ -4,8 +4,7 @@
 //! The loop is the real `MotorLoop` fed a chunk every 800 ms, sleeping with
 //! `clock_nanosleep(TIMER_ABSTIME)`; no real-time priority (as in CI).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,20 +14,8 @@ use mvla::control::motor::MotorLoop;
 use mvla::pipeline::{ActionChunk, InferenceEvent, StageTimings};
 use mvla::telemetry::LatencyHistogram;
 
-struct Counting;
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "../tests/support/counting_alloc.rs"]
+mod counting_alloc;
 
 fn run(hz: u32, seconds: f64, load: bool) {
     let stop = Arc::new(AtomicBool::new(false));
@@ -69,7 +56,7 @@ fn run(hz: u32, seconds: f64, load: bool) {
     let mut work = LatencyHistogram::new();
     let mut misses = 0u64;
     let mut deadline = clock.now().plus(period);
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = counting_alloc::allocations();
     for _ in 0..ticks {
         clock.sleep_until(deadline);
         let now = clock.now();
@@ -87,7 +74,7 @@ fn run(hz: u32, seconds: f64, load: bool) {
             misses += 1;
         }
     }
-    let allocs = ALLOCATIONS.load(Ordering::SeqCst) - before;
+    let allocs = counting_alloc::allocations() - before;
     stop.store(true, Ordering::Relaxed);
     if let Some(h) = loader {
         h.join().unwrap();

@@ -1,7 +1,5 @@
 //! A steady-state motor tick allocates nothing (counting global allocator).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mvla::clock::Timestamp;
@@ -10,26 +8,8 @@ use mvla::control::calib::Calibration;
 use mvla::control::motor::{DriveMode, MotorLoop};
 use mvla::pipeline::{ActionChunk, InferenceEvent, StageTimings};
 
-struct Counting;
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 fn chunk(t0_ms: u64) -> InferenceEvent {
     InferenceEvent::Chunk(ActionChunk {
@@ -55,7 +35,7 @@ fn steady_state_ticks_do_not_allocate() {
         let events: Vec<InferenceEvent> = (0..20).map(|i| chunk(i * 100)).collect();
         let mut events = events.into_iter();
         m.on_event(events.next().unwrap(), Timestamp(0));
-        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        let before = counting_alloc::allocations();
         let mut moving = 0;
         for tick in 1..=2000u64 {
             let now = Timestamp(tick * 1_000_000);
@@ -69,7 +49,7 @@ fn steady_state_ticks_do_not_allocate() {
                 moving += 1;
             }
         }
-        let allocated = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        let allocated = counting_alloc::allocations() - before;
         assert_eq!(
             allocated, 0,
             "{mode:?}: {allocated} allocations in 2000 ticks"
