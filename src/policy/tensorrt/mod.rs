@@ -784,6 +784,9 @@ impl TensorRtPolicy {
                     .map_err(cuda)?
             }
         };
+        // TensorRT allocates on the context current on this thread: make it
+        // the one the stream (and the preprocessing kernels) belong to.
+        stream.context().bind_to_thread().map_err(cuda)?;
         let mut backbone = Engine::load(&paths.backbone)?;
         let mut head = Engine::load(&paths.head)?;
         let raw = &meta.raw;
@@ -866,6 +869,14 @@ impl TensorRtPolicy {
             return Err(head.err(format!(
                 "optimisation profile allows windows up to {max:?}; the model's window is {}",
                 raw.window
+            )));
+        }
+        head.set_input_shape(&head_in.c_name, &[1, raw.window as i64, dim as i64])?;
+        let chunk_shape = head.tensor_shape(&head_out.c_name).unwrap_or_default();
+        if chunk_shape.iter().product::<i64>() != (raw.chunk * raw.action_dim) as i64 {
+            return Err(head.err(format!(
+                "{} has shape {chunk_shape:?}; model.json says chunk {} x action_dim {}",
+                head_out.name, raw.chunk, raw.action_dim
             )));
         }
         let capacity = capacity.max(raw.window);
