@@ -422,6 +422,61 @@ impl InferenceStats {
     }
 }
 
+/// The capture and inference threads of one run, wired with newest-wins
+/// channels; the motor side reads `events`.
+pub struct Stages {
+    pub events: Receiver<InferenceEvent>,
+    pub capture: std::thread::JoinHandle<()>,
+    pub inference: std::thread::JoinHandle<()>,
+    pub counters: Arc<Counters>,
+    pub stats: Arc<Mutex<InferenceStats>>,
+    /// Set to stop both threads.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Spawn `mvla-capture` (source → newest frame) and `mvla-inference`
+/// (frame → stage → newest event, observer sees every result).
+pub fn spawn_stages(
+    source: Box<dyn FrameSource>,
+    stage: InferenceStage,
+    settings: InferenceSettings,
+    clock: Arc<dyn Clock>,
+    observer: Box<dyn InferenceObserver>,
+) -> std::io::Result<Stages> {
+    let counters = Arc::new(Counters::default());
+    let stats = Arc::new(Mutex::new(InferenceStats::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (frame_tx, frame_rx) = latest();
+    // Two spare frames travel back to the capture thread for reuse.
+    let (recycle_tx, recycle_rx) = bounded(2);
+    let (event_tx, events) = latest();
+    let capture = {
+        let (clock, counters, stop) = (clock.clone(), counters.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("mvla-capture".into())
+            .spawn(move || capture_loop(source, frame_tx, recycle_rx, clock, counters, stop))?
+    };
+    let inference = {
+        let (counters, stats, stop) = (counters.clone(), stats.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("mvla-inference".into())
+            .spawn(move || {
+                inference_loop(
+                    stage, frame_rx, recycle_tx, event_tx, settings, clock, counters, stats,
+                    observer, stop,
+                )
+            })?
+    };
+    Ok(Stages {
+        events,
+        capture,
+        inference,
+        counters,
+        stats,
+        stop,
+    })
+}
+
 /// Observer of every inference result (recording, session log); must not block.
 pub trait InferenceObserver: Send {
     fn on_event(&mut self, frame: Option<&Frame>, event: &InferenceEvent, error: Option<&str>);

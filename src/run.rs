@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -20,8 +20,8 @@ use crate::drive::emulator::BoardEmulator;
 use crate::drive::slcan::{Slcan, SlcanConfig};
 use crate::drive::{LinkError, LinkWorker};
 use crate::pipeline::{
-    capture_loop, inference_loop, latest, Counters, CountersSnapshot, InferenceSettings,
-    InferenceStage, InferenceStats, InferenceStatsSummary,
+    spawn_stages, CountersSnapshot, InferenceSettings, InferenceStage, InferenceStatsSummary,
+    Stages,
 };
 use crate::policy::tract::TractPolicy;
 use crate::policy::{ModelMeta, PolicyError, PolicyRunner};
@@ -252,48 +252,28 @@ pub fn run(
             tracing::error!("mlockall failed ({e}); the motor loop may page-fault");
         }
     }
-    let counters = Arc::new(Counters::default());
-    let stats = Arc::new(Mutex::new(InferenceStats::default()));
-    let (frame_tx, frame_rx) = latest();
-    let (recycle_tx, recycle_rx) = crossbeam_channel::bounded(2);
-    let (event_tx, event_rx) = latest();
-    let stage_stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-
-    let capture = {
-        let (clock, counters, stop) = (clock.clone(), counters.clone(), stage_stop.clone());
-        std::thread::Builder::new()
-            .name("mvla-capture".into())
-            .spawn(move || capture_loop(source, frame_tx, recycle_rx, clock, counters, stop))
-            .map_err(|source| RunError::Io {
-                what: "spawning the capture thread".into(),
-                source,
-            })?
-    };
-    let inference = {
-        let settings = InferenceSettings {
+    let Stages {
+        events: event_rx,
+        capture,
+        inference,
+        counters,
+        stats,
+        stop: stage_stop,
+    } = spawn_stages(
+        source,
+        stage,
+        InferenceSettings {
             no_frame_timeout: config.no_frame_timeout,
             budget: config.budget,
-        };
-        let (clock, counters, stats, stop) = (
-            clock.clone(),
-            counters.clone(),
-            stats.clone(),
-            stage_stop.clone(),
-        );
-        std::thread::Builder::new()
-            .name("mvla-inference".into())
-            .spawn(move || {
-                inference_loop(
-                    stage, frame_rx, recycle_tx, event_tx, settings, clock, counters, stats,
-                    observer, stop,
-                )
-            })
-            .map_err(|source| RunError::Io {
-                what: "spawning the inference thread".into(),
-                source,
-            })?
-    };
+        },
+        clock.clone(),
+        observer,
+    )
+    .map_err(|source| RunError::Io {
+        what: "spawning the capture and inference threads".into(),
+        source,
+    })?;
     let flags = MotorFlags::default();
     let motor = {
         let (clock, flags) = (clock.clone(), flags.clone());

@@ -5,7 +5,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -17,10 +17,7 @@ use mvla::control::{motor_thread, MotorFlags};
 use mvla::drive::emulator::BoardEmulator;
 use mvla::drive::slcan::{Slcan, SlcanConfig};
 use mvla::drive::{LinkWorker, STOP_WHEELS};
-use mvla::pipeline::{
-    capture_loop, inference_loop, latest, Counters, InferenceSettings, InferenceStage,
-    InferenceStats,
-};
+use mvla::pipeline::{spawn_stages, InferenceSettings, InferenceStage};
 use mvla::policy::tract::TractPolicy;
 use mvla::policy::{ModelMeta, Policy, PolicyError, PolicyRunner};
 use mvla::preprocess::{CpuPreprocessor, Rotation};
@@ -101,38 +98,20 @@ fn run_chain(mode: Misbehave) -> (Vec<(Timestamp, [u8; 3])>, Timestamp) {
         .unwrap(),
     ))
     .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let counters = Arc::new(Counters::default());
-    let (ftx, frx) = latest();
-    let (rtx, rrx) = crossbeam_channel::bounded(2);
-    let (etx, erx) = latest();
     let flags = MotorFlags::default();
-    let cap = {
-        let (clock, counters, stop) = (clock.clone(), counters.clone(), stop.clone());
-        std::thread::spawn(move || capture_loop(Box::new(source), ftx, rrx, clock, counters, stop))
+    let settings = InferenceSettings {
+        no_frame_timeout: Duration::from_millis(500),
+        budget: Duration::from_secs(1),
     };
-    let inf = {
-        let settings = InferenceSettings {
-            no_frame_timeout: Duration::from_millis(500),
-            budget: Duration::from_secs(1),
-        };
-        let (clock, counters, stop) = (clock.clone(), counters.clone(), stop.clone());
-        let stats = Arc::new(Mutex::new(InferenceStats::default()));
-        std::thread::spawn(move || {
-            inference_loop(
-                stage,
-                frx,
-                rtx,
-                etx,
-                settings,
-                clock,
-                counters,
-                stats,
-                Box::new(()),
-                stop,
-            )
-        })
-    };
+    let stages = spawn_stages(
+        Box::new(source),
+        stage,
+        settings,
+        clock.clone(),
+        Box::new(()),
+    )
+    .unwrap();
+    let erx = stages.events;
     let motor = {
         let (clock, flags) = (clock.clone(), flags.clone());
         let m = MotorLoop::new(config.motor, config.calib.clone());
@@ -143,16 +122,16 @@ fn run_chain(mode: Misbehave) -> (Vec<(Timestamp, [u8; 3])>, Timestamp) {
     std::thread::sleep(Duration::from_millis(1500));
     armed.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(800));
-    stop.store(true, Ordering::SeqCst);
+    stages.stop.store(true, Ordering::SeqCst);
     flags.shutdown.store(true, Ordering::SeqCst);
     flags.exit.store(true, Ordering::SeqCst);
     let summary = motor.join().expect("motor thread");
-    cap.join().expect("capture thread");
+    stages.capture.join().expect("capture thread");
     if mode == Misbehave::Nan {
-        inf.join().expect("inference thread");
+        stages.inference.join().expect("inference thread");
     } // a stalled backend is left to finish its sleep
     eprintln!("motor {summary:?}");
-    eprintln!("counters {:?}", counters.snapshot());
+    eprintln!("counters {:?}", stages.counters.snapshot());
     assert!(summary.link.final_stop_sent);
     let t = Timestamp(armed_at.load(Ordering::SeqCst));
     assert!(t.0 > 0, "the fault was triggered");

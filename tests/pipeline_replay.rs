@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -13,10 +13,7 @@ use mvla::capture::{CaptureError, Frame, FrameSource};
 use mvla::clock::{Clock, ManualClock, MonotonicClock, Timestamp};
 use mvla::fault::FaultKind;
 use mvla::npy;
-use mvla::pipeline::{
-    capture_loop, inference_loop, latest, Counters, InferenceEvent, InferenceSettings,
-    InferenceStage, InferenceStats,
-};
+use mvla::pipeline::{spawn_stages, InferenceEvent, InferenceSettings, InferenceStage};
 use mvla::policy::tract::TractPolicy;
 use mvla::policy::{Policy, PolicyRunner};
 use mvla::preprocess::{ChannelOrder, CpuPreprocessor, Rotation};
@@ -177,37 +174,12 @@ fn run_threads(
 ) -> Vec<InferenceEvent> {
     let (stage, _) = stage(64);
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
-    let counters = Arc::new(Counters::default());
-    let stats = Arc::new(Mutex::new(InferenceStats::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ftx, frx) = latest();
-    let (rtx, rrx) = crossbeam_channel::bounded(2);
-    let (etx, erx) = latest();
-    let cap = {
-        let (clock, counters, stop) = (clock.clone(), counters.clone(), stop.clone());
-        std::thread::spawn(move || capture_loop(Box::new(source), ftx, rrx, clock, counters, stop))
+    let settings = InferenceSettings {
+        no_frame_timeout: no_frame,
+        budget: Duration::from_secs(1),
     };
-    let inf = {
-        let settings = InferenceSettings {
-            no_frame_timeout: no_frame,
-            budget: Duration::from_secs(1),
-        };
-        let (clock, counters, stop) = (clock.clone(), counters.clone(), stop.clone());
-        std::thread::spawn(move || {
-            inference_loop(
-                stage,
-                frx,
-                rtx,
-                etx,
-                settings,
-                clock,
-                counters,
-                stats,
-                Box::new(()),
-                stop,
-            )
-        })
-    };
+    let stages = spawn_stages(Box::new(source), stage, settings, clock, Box::new(())).unwrap();
+    let erx = stages.events;
     let mut events = Vec::new();
     let started = std::time::Instant::now();
     while !until(&events) && started.elapsed() < Duration::from_secs(5) {
@@ -215,9 +187,15 @@ fn run_threads(
             events.push(e);
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    cap.join().expect("capture thread must not panic");
-    inf.join().expect("inference thread must not panic");
+    stages.stop.store(true, Ordering::Relaxed);
+    stages
+        .capture
+        .join()
+        .expect("capture thread must not panic");
+    stages
+        .inference
+        .join()
+        .expect("inference thread must not panic");
     while let Ok(e) = erx.try_recv() {
         events.push(e);
     }
