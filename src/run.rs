@@ -131,16 +131,18 @@ fn build_stage(
     match config.backend {
         PolicyBackend::Tract => {}
         PolicyBackend::TensorRt => {
-            let chain = tensorrt().map_err(|e| PolicyError::Load {
+            let mut chain = tensorrt().map_err(|e| PolicyError::Load {
                 path: config.engine_dir.display().to_string(),
                 what: "TensorRT engines",
                 message: e.to_string(),
             })?;
+            prepare_for_camera(&mut chain, config)?;
             let text = chain.describe();
             return Ok((InferenceStage::with_step(chain), text));
         }
         PolicyBackend::Auto => match tensorrt() {
-            Ok(chain) => {
+            Ok(mut chain) => {
+                prepare_for_camera(&mut chain, config)?;
                 let text = chain.describe();
                 return Ok((InferenceStage::with_step(chain), text));
             }
@@ -158,6 +160,31 @@ fn build_stage(
     }
     let stage = InferenceStage::new(PolicyRunner::new(policy, config.history_capacity), pre);
     Ok((stage, text))
+}
+
+/// With a live camera the frame size and layout are known up front: compile
+/// (or load from the PTX cache) the preprocessing kernels now, so the first
+/// frame is not late by an NVRTC compile.
+fn prepare_for_camera(
+    chain: &mut crate::policy::tensorrt::GpuChain,
+    config: &Config,
+) -> Result<(), PolicyError> {
+    use crate::capture::v4l2::PixelFormat;
+    use crate::preprocess::InputFormat;
+    if let crate::config::CaptureConfig::V4l2 { config: v, .. } = &config.capture {
+        let format = match v.format {
+            PixelFormat::Yuyv => InputFormat::Yuyv,
+            PixelFormat::Nv12 => InputFormat::Nv12,
+            PixelFormat::Mjpeg => InputFormat::Packed3,
+        };
+        chain
+            .prepare(v.width as usize, v.height as usize, format)
+            .map_err(|e| PolicyError::Backend {
+                stage: "cuda preprocessing",
+                message: e.to_string(),
+            })?;
+    }
+    Ok(())
 }
 
 /// Run until `stop` is set, the duration passes, or a non-looping source ends.

@@ -52,6 +52,15 @@ impl GpuChain {
     pub fn describe(&self) -> String {
         match *self {}
     }
+
+    pub fn prepare(
+        &mut self,
+        _width: usize,
+        _height: usize,
+        _format: crate::preprocess::InputFormat,
+    ) -> Result<(), PreprocessError> {
+        match *self {}
+    }
 }
 
 impl crate::pipeline::FrameStep for GpuChain {

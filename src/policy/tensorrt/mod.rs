@@ -1190,6 +1190,28 @@ impl GpuChain {
         self.pending = None;
     }
 
+    /// Build the preprocessing plan (and compile or load the kernels) for
+    /// frames of this size and layout now, instead of on the first frame.
+    pub fn prepare(
+        &mut self,
+        width: usize,
+        height: usize,
+        format: InputFormat,
+    ) -> Result<(), PreprocessError> {
+        let pre = CudaPreprocessor::on_stream(
+            self.spec,
+            width,
+            height,
+            format,
+            self.ptx_cache.as_deref(),
+            self.policy.pixel_precision(),
+            self.policy.stream().clone(),
+        )
+        .map_err(|e| PreprocessError::Device(e.to_string()))?;
+        self.pre = Some((width, height, format, pre));
+        Ok(())
+    }
+
     /// Enqueue the preprocessing kernels for `frame` (raw camera layout) into
     /// the backbone's input buffer, and the backbone after them. Asynchronous.
     pub fn enqueue_frame(
@@ -1200,17 +1222,7 @@ impl GpuChain {
     ) -> Result<(), PreprocessError> {
         let stale = !matches!(&self.pre, Some((w, h, f, _)) if (*w, *h, *f) == (frame.width, frame.height, format));
         if stale {
-            let pre = CudaPreprocessor::on_stream(
-                self.spec,
-                frame.width,
-                frame.height,
-                format,
-                self.ptx_cache.as_deref(),
-                self.policy.pixel_precision(),
-                self.policy.stream().clone(),
-            )
-            .map_err(|e| PreprocessError::Device(e.to_string()))?;
-            self.pre = Some((frame.width, frame.height, format, pre));
+            self.prepare(frame.width, frame.height, format)?;
         }
         let (.., pre) = self.pre.as_mut().expect("set above");
         pre.enqueue(frame.data, frame.order)
