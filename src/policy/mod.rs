@@ -69,6 +69,48 @@ pub trait Policy {
     ) -> Result<(), PolicyError>;
 }
 
+/// What every backend's `encode` checks first: one model-sized frame.
+pub fn check_pixels(meta: &ModelMeta, pixels: &[f32]) -> Result<(), PolicyError> {
+    if pixels.len() != meta.pixel_count() {
+        return Err(PolicyError::Shape {
+            what: "backbone input pixels",
+            expected: meta.pixel_count(),
+            actual: pixels.len(),
+        });
+    }
+    Ok(())
+}
+
+/// `1 ≤ steps ≤ window`.
+pub fn check_window_len(meta: &ModelMeta, steps: usize) -> Result<(), PolicyError> {
+    if steps == 0 || steps > meta.raw.window {
+        return Err(PolicyError::Shape {
+            what: "head window length",
+            expected: meta.raw.window,
+            actual: steps,
+        });
+    }
+    Ok(())
+}
+
+/// What every backend's `decode` checks first: a valid window length and
+/// `steps · feature_dim` features.
+pub fn check_head_input(
+    meta: &ModelMeta,
+    features: &[f32],
+    steps: usize,
+) -> Result<(), PolicyError> {
+    check_window_len(meta, steps)?;
+    if features.len() != steps * meta.feature_dim() {
+        return Err(PolicyError::Shape {
+            what: "head input features",
+            expected: steps * meta.feature_dim(),
+            actual: features.len(),
+        });
+    }
+    Ok(())
+}
+
 /// Reject non-finite or out-of-tanh-range outputs: a wrong graph or a
 /// numerical fault must never become a wheel command.
 pub fn check_raw_chunk(raw: &[f32], action_dim: usize) -> Result<(), PolicyError> {
@@ -115,73 +157,43 @@ pub struct StepOutput<'a> {
     pub forced_zero: bool,
 }
 
-/// Runs a [`Policy`] step by step with the training-time history semantics.
-/// Allocates only in `new`.
-pub struct PolicyRunner<P: Policy> {
-    policy: P,
-    history: History,
-    feature: Vec<f32>,
+/// The head's raw chunk and what the runtime makes of it: the range checks,
+/// the scaling and the forced-zero first step after a reset. Shared by the
+/// host runner ([`PolicyRunner`]) and the GPU chain (`tensorrt::GpuChain`),
+/// so both apply exactly the same rules. Allocates only in `new`.
+#[derive(Debug, Clone)]
+pub struct ChunkOutput {
     raw: Vec<f32>,
     actions: Vec<f32>,
     calls_since_reset: u64,
 }
 
-impl<P: Policy> PolicyRunner<P> {
-    /// `history_capacity`: features kept for picking one-step-spaced slots;
-    /// at least `window`; more when frames arrive faster than one per step
-    /// (e.g. `window · step / frame_interval`).
-    pub fn new(policy: P, history_capacity: usize) -> Self {
-        let meta = policy.meta();
-        let (dim, window, n) = (
-            meta.feature_dim(),
-            meta.raw.window,
-            meta.raw.chunk * meta.raw.action_dim,
-        );
-        let step = meta.step();
+impl ChunkOutput {
+    pub fn new(meta: &ModelMeta) -> Self {
+        let n = meta.raw.chunk * meta.raw.action_dim;
         Self {
-            history: History::new(dim, window, step, history_capacity.max(window)),
-            feature: vec![0.0; dim],
             raw: vec![0.0; n],
             actions: vec![0.0; n],
             calls_since_reset: 0,
-            policy,
         }
     }
 
-    pub fn meta(&self) -> &ModelMeta {
-        self.policy.meta()
-    }
-
-    pub fn policy_mut(&mut self) -> &mut P {
-        &mut self.policy
-    }
-
-    pub fn step_length(&self) -> Duration {
-        self.policy.meta().step()
-    }
-
-    /// Forget the history (new episode, or after a fault).
+    /// The next call is the first after a reset.
     pub fn reset(&mut self) {
-        self.history.clear();
         self.calls_since_reset = 0;
     }
 
-    /// One frame captured at `t`, already preprocessed: encode it, add it to
-    /// the history, run the head over the one-step-spaced window ending at it.
-    pub fn step(&mut self, t: Timestamp, pixels: &[f32]) -> Result<StepOutput<'_>, PolicyError> {
-        self.policy.encode(pixels, &mut self.feature)?;
-        if let Some((index, &value)) = self
-            .feature
-            .iter()
-            .enumerate()
-            .find(|(_, v)| !v.is_finite())
-        {
-            return Err(PolicyError::NonFiniteFeature { index, value });
-        }
-        self.history.push(t, &self.feature);
-        let (features, steps) = self.history.window();
-        self.policy.decode(features, steps, &mut self.raw)?;
-        let meta = self.policy.meta();
+    /// Where the backend writes the head's output (`chunk × action_dim`).
+    pub fn raw_mut(&mut self) -> &mut [f32] {
+        &mut self.raw
+    }
+
+    /// Check and scale the raw chunk just written; `steps`: history steps the head saw.
+    pub fn finish(
+        &mut self,
+        meta: &ModelMeta,
+        steps: usize,
+    ) -> Result<StepOutput<'_>, PolicyError> {
         check_raw_chunk(&self.raw, meta.raw.action_dim)?;
         let forced_zero = meta.raw.zero_first_step_after_reset && self.calls_since_reset == 0;
         if forced_zero {
@@ -201,6 +213,68 @@ impl<P: Policy> PolicyRunner<P> {
             steps,
             forced_zero,
         })
+    }
+}
+
+/// Runs a [`Policy`] step by step with the training-time history semantics.
+/// Allocates only in `new`.
+pub struct PolicyRunner<P: Policy> {
+    policy: P,
+    history: History,
+    feature: Vec<f32>,
+    output: ChunkOutput,
+}
+
+impl<P: Policy> PolicyRunner<P> {
+    /// `history_capacity`: features kept for picking one-step-spaced slots;
+    /// at least `window`; more when frames arrive faster than one per step
+    /// (e.g. `window · step / frame_interval`).
+    pub fn new(policy: P, history_capacity: usize) -> Self {
+        let meta = policy.meta();
+        let (dim, window) = (meta.feature_dim(), meta.raw.window);
+        let step = meta.step();
+        Self {
+            history: History::new(dim, window, step, history_capacity.max(window)),
+            feature: vec![0.0; dim],
+            output: ChunkOutput::new(meta),
+            policy,
+        }
+    }
+
+    pub fn meta(&self) -> &ModelMeta {
+        self.policy.meta()
+    }
+
+    pub fn policy_mut(&mut self) -> &mut P {
+        &mut self.policy
+    }
+
+    pub fn step_length(&self) -> Duration {
+        self.policy.meta().step()
+    }
+
+    /// Forget the history (new episode, or after a fault).
+    pub fn reset(&mut self) {
+        self.history.clear();
+        self.output.reset();
+    }
+
+    /// One frame captured at `t`, already preprocessed: encode it, add it to
+    /// the history, run the head over the one-step-spaced window ending at it.
+    pub fn step(&mut self, t: Timestamp, pixels: &[f32]) -> Result<StepOutput<'_>, PolicyError> {
+        self.policy.encode(pixels, &mut self.feature)?;
+        if let Some((index, &value)) = self
+            .feature
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !v.is_finite())
+        {
+            return Err(PolicyError::NonFiniteFeature { index, value });
+        }
+        self.history.push(t, &self.feature);
+        let (features, steps) = self.history.window();
+        self.policy.decode(features, steps, self.output.raw_mut())?;
+        self.output.finish(self.policy.meta(), steps)
     }
 }
 

@@ -156,14 +156,8 @@ impl Policy for TractPolicy {
     }
 
     fn encode(&mut self, pixels: &[f32], feature: &mut [f32]) -> Result<(), PolicyError> {
+        super::check_pixels(&self.meta, pixels)?;
         let raw = &self.meta.raw;
-        if pixels.len() != self.meta.pixel_count() {
-            return Err(PolicyError::Shape {
-                what: "backbone input pixels",
-                expected: self.meta.pixel_count(),
-                actual: pixels.len(),
-            });
-        }
         let image = Tensor::from_shape(&[1, 3, raw.image.height, raw.image.width], pixels)
             .map_err(|e| backend_err("backbone input", e))?;
         let mut image = Some(image);
@@ -189,21 +183,9 @@ impl Policy for TractPolicy {
         steps: usize,
         chunk: &mut [f32],
     ) -> Result<(), PolicyError> {
+        // One plan per window length 1..=window was built in `from_meta`.
+        super::check_head_input(&self.meta, features, steps)?;
         let dim = self.meta.feature_dim();
-        if steps == 0 || steps > self.heads.len() {
-            return Err(PolicyError::Shape {
-                what: "head window length",
-                expected: self.heads.len(),
-                actual: steps,
-            });
-        }
-        if features.len() != steps * dim {
-            return Err(PolicyError::Shape {
-                what: "head input features",
-                expected: steps * dim,
-                actual: features.len(),
-            });
-        }
         let input = Tensor::from_shape(&[1, steps, dim], features)
             .map_err(|e| backend_err("head input", e))?;
         let outputs = self.heads[steps - 1]

@@ -964,14 +964,7 @@ impl TensorRtPolicy {
     pub fn decode_slots(&mut self, slots: &[usize], out: &mut [f32]) -> Result<(), TrtError> {
         let dim = self.meta.feature_dim();
         let k = slots.len();
-        if k == 0 || k > self.meta.raw.window {
-            return Err(PolicyError::Shape {
-                what: "head window length",
-                expected: self.meta.raw.window,
-                actual: k,
-            }
-            .into());
-        }
+        super::check_window_len(&self.meta, k)?;
         for (pos, &slot) in slots.iter().enumerate() {
             let src = self.ring.slice(slot * dim..(slot + 1) * dim);
             let mut dst = self.head_in.slice_mut(pos * dim..(pos + 1) * dim);
@@ -1017,13 +1010,7 @@ impl Policy for TensorRtPolicy {
     /// Host-facing path (the parity gate, tools): upload, backbone into the
     /// scratch slot, download.
     fn encode(&mut self, pixels: &[f32], feature: &mut [f32]) -> Result<(), PolicyError> {
-        if pixels.len() != self.meta.pixel_count() {
-            return Err(PolicyError::Shape {
-                what: "backbone input pixels",
-                expected: self.meta.pixel_count(),
-                actual: pixels.len(),
-            });
-        }
+        super::check_pixels(&self.meta, pixels)?;
         let err = backend("tensorrt backbone");
         let ptr = match &mut self.pixels {
             DeviceInput::F32(buf) => {
@@ -1059,14 +1046,8 @@ impl Policy for TensorRtPolicy {
         steps: usize,
         chunk: &mut [f32],
     ) -> Result<(), PolicyError> {
+        super::check_head_input(&self.meta, features, steps)?;
         let dim = self.meta.feature_dim();
-        if steps == 0 || steps > self.meta.raw.window || features.len() != steps * dim {
-            return Err(PolicyError::Shape {
-                what: "head input features",
-                expected: steps.clamp(1, self.meta.raw.window) * dim,
-                actual: features.len(),
-            });
-        }
         let err = backend("tensorrt head");
         let mut dst = self.head_in.slice_mut(..steps * dim);
         self.stream
@@ -1121,10 +1102,8 @@ pub struct GpuChain {
     ptx_cache: Option<PathBuf>,
     pre: Option<(usize, usize, InputFormat, CudaPreprocessor)>,
     slots: History,
-    raw: Vec<f32>,
-    actions: Vec<f32>,
+    output: super::ChunkOutput,
     window_slots: Vec<usize>,
-    calls_since_reset: u64,
     pending: Option<usize>,
 }
 
@@ -1160,17 +1139,14 @@ impl GpuChain {
 
     pub fn new(policy: TensorRtPolicy, spec: PreprocessSpec, ptx_cache: Option<PathBuf>) -> Self {
         let meta = policy.meta();
-        let n = meta.raw.chunk * meta.raw.action_dim;
         let slots = History::slots_only(meta.raw.window, meta.step(), policy.capacity());
         Self {
             window_slots: vec![0; meta.raw.window],
-            raw: vec![0.0; n],
-            actions: vec![0.0; n],
+            output: super::ChunkOutput::new(meta),
             slots,
             spec,
             ptx_cache,
             pre: None,
-            calls_since_reset: 0,
             pending: None,
             policy,
         }
@@ -1186,7 +1162,7 @@ impl GpuChain {
 
     pub fn reset(&mut self) {
         self.slots.clear();
-        self.calls_since_reset = 0;
+        self.output.reset();
         self.pending = None;
     }
 
@@ -1248,28 +1224,9 @@ impl GpuChain {
         }
         let count = self.slots.window_slots(&mut self.window_slots);
         self.policy
-            .decode_slots(&self.window_slots[..count], &mut self.raw)
+            .decode_slots(&self.window_slots[..count], self.output.raw_mut())
             .map_err(backend("tensorrt head"))?;
-        let meta = self.policy.meta();
-        super::check_raw_chunk(&self.raw, meta.raw.action_dim)?;
-        let forced_zero = meta.raw.zero_first_step_after_reset && self.calls_since_reset == 0;
-        if forced_zero {
-            self.actions.fill(0.0);
-        } else {
-            super::scale_chunk(
-                &self.raw,
-                meta.raw.action_scale,
-                meta.raw.action_clip,
-                &mut self.actions,
-            );
-        }
-        self.calls_since_reset += 1;
-        Ok(super::StepOutput {
-            raw: &self.raw,
-            actions: &self.actions,
-            steps: count,
-            forced_zero,
-        })
+        self.output.finish(self.policy.meta(), count)
     }
 }
 
