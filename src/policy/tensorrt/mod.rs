@@ -119,14 +119,15 @@ pub fn header_version() -> Option<TrtVersion> {
     TrtVersion::from_encoded(unsafe { ffi::mvla_trt_header_version() })
 }
 
-/// Load libnvinfer and return its version. Fails with a clear message when
-/// TensorRT is not installed.
-pub fn open() -> Result<TrtVersion, TrtError> {
-    let (_owned, ptrs) = c_names(&NVINFER_NAMES);
+type OpenFn = unsafe extern "C" fn(*const *const c_char, i32, *mut c_char, usize) -> i32;
+
+/// Call one of the shim's library loaders with the candidate `names`.
+fn load_library(open_fn: OpenFn, names: &[&str]) -> Result<(), TrtError> {
+    let (_owned, ptrs) = c_names(names);
     let mut err = err_buf();
     // SAFETY: `ptrs` holds valid C strings for the call; `err` is writable for ERR_LEN bytes.
     let rc = unsafe {
-        ffi::mvla_trt_open(
+        open_fn(
             ptrs.as_ptr(),
             ptrs.len() as i32,
             err.as_mut_ptr().cast(),
@@ -136,6 +137,13 @@ pub fn open() -> Result<TrtVersion, TrtError> {
     if rc != 0 {
         return Err(TrtError::Unavailable(err_text(&err)));
     }
+    Ok(())
+}
+
+/// Load libnvinfer and return its version. Fails with a clear message when
+/// TensorRT is not installed.
+pub fn open() -> Result<TrtVersion, TrtError> {
+    load_library(ffi::mvla_trt_open, &NVINFER_NAMES)?;
     // SAFETY: the callback is a plain function valid for the program's life.
     unsafe { ffi::mvla_trt_set_log_callback(Some(log_to_tracing), std::ptr::null_mut()) };
     // SAFETY: library opened above.
@@ -153,21 +161,7 @@ pub fn open() -> Result<TrtVersion, TrtError> {
 }
 
 fn open_parser() -> Result<(), TrtError> {
-    let (_owned, ptrs) = c_names(&PARSER_NAMES);
-    let mut err = err_buf();
-    // SAFETY: as in `open`.
-    let rc = unsafe {
-        ffi::mvla_trt_open_parser(
-            ptrs.as_ptr(),
-            ptrs.len() as i32,
-            err.as_mut_ptr().cast(),
-            ERR_LEN,
-        )
-    };
-    if rc != 0 {
-        return Err(TrtError::Unavailable(err_text(&err)));
-    }
-    Ok(())
+    load_library(ffi::mvla_trt_open_parser, &PARSER_NAMES)
 }
 
 /// TensorRT `DataType` values the runtime handles.
@@ -531,13 +525,21 @@ fn build_one(
     Ok(sinks.engine)
 }
 
-/// GPU 0's compute capability (needs the CUDA driver).
-pub fn compute_capability() -> Result<(u32, u32), TrtError> {
+/// A new stream on GPU 0's primary context (needs the CUDA driver; cudarc
+/// panics without it, hence the probe).
+fn gpu_stream() -> Result<Arc<CudaStream>, TrtError> {
     if !crate::preprocess::cuda::driver_present() {
         return Err(TrtError::NoDriver);
     }
-    let ctx = CudaContext::new(0).map_err(cuda)?;
-    let (a, b) = ctx.compute_capability().map_err(cuda)?;
+    CudaContext::new(0)
+        .map_err(cuda)?
+        .new_stream()
+        .map_err(cuda)
+}
+
+/// Compute capability of the GPU `stream` runs on.
+fn compute_capability(stream: &CudaStream) -> Result<(u32, u32), TrtError> {
+    let (a, b) = stream.context().compute_capability().map_err(cuda)?;
     Ok((a as u32, b as u32))
 }
 
@@ -570,7 +572,8 @@ pub fn build_engines(
 ) -> Result<BuildOutcome, TrtError> {
     let trt = open()?;
     open_parser()?;
-    let sm = compute_capability()?;
+    let stream = gpu_stream()?;
+    let sm = compute_capability(&stream)?;
     let (bkey, hkey, paths) = engine_paths(meta, dir, trt, sm, options.precision);
     std::fs::create_dir_all(dir).map_err(|source| TrtError::Io {
         path: dir.display().to_string(),
@@ -648,7 +651,7 @@ pub fn build_engines(
     progress(BuildEvent::Message(
         "parity gate: engines vs the ONNX graphs through tract",
     ));
-    let mut candidate = TensorRtPolicy::load_unchecked(meta.clone(), &paths, None)?;
+    let mut candidate = TensorRtPolicy::load_unchecked(meta.clone(), &paths, stream)?;
     let report = engine::compare_run(&reference_run, &mut candidate, options.thresholds)?;
     let sha = |p: &Path| {
         super::meta::sha256_file(p).map_err(|source| TrtError::Io {
@@ -738,10 +741,10 @@ impl TensorRtPolicy {
         precision: Precision,
         thresholds: &ParityThresholds,
         capacity: usize,
-        stream: Option<Arc<CudaStream>>,
     ) -> Result<Self, TrtError> {
         let trt = open()?;
-        let sm = compute_capability()?;
+        let stream = gpu_stream()?;
+        let sm = compute_capability(&stream)?;
         let (_, _, paths) = engine_paths(&meta, dir, trt, sm, precision);
         for (role, p) in [("backbone", &paths.backbone), ("head", &paths.head)] {
             if !p.is_file() {
@@ -761,7 +764,7 @@ impl TensorRtPolicy {
     fn load_unchecked(
         meta: ModelMeta,
         paths: &EnginePaths,
-        stream: Option<Arc<CudaStream>>,
+        stream: Arc<CudaStream>,
     ) -> Result<Self, TrtError> {
         Self::load_with_capacity(meta, paths, stream, 1)
     }
@@ -769,21 +772,9 @@ impl TensorRtPolicy {
     fn load_with_capacity(
         meta: ModelMeta,
         paths: &EnginePaths,
-        stream: Option<Arc<CudaStream>>,
+        stream: Arc<CudaStream>,
         capacity: usize,
     ) -> Result<Self, TrtError> {
-        let stream = match stream {
-            Some(s) => s,
-            None => {
-                if !crate::preprocess::cuda::driver_present() {
-                    return Err(TrtError::NoDriver);
-                }
-                CudaContext::new(0)
-                    .map_err(cuda)?
-                    .new_stream()
-                    .map_err(cuda)?
-            }
-        };
         // TensorRT allocates on the context current on this thread: make it
         // the one the stream (and the preprocessing kernels) belong to.
         stream.context().bind_to_thread().map_err(cuda)?;
@@ -1120,7 +1111,7 @@ impl GpuChain {
         spec: PreprocessSpec,
         ptx_cache: Option<PathBuf>,
     ) -> Result<Self, TrtError> {
-        let policy = TensorRtPolicy::load(meta, dir, precision, thresholds, capacity, None)?;
+        let policy = TensorRtPolicy::load(meta, dir, precision, thresholds, capacity)?;
         Ok(Self::new(policy, spec, ptx_cache))
     }
 
