@@ -589,7 +589,9 @@ impl Config {
                 .engine_dir
                 .as_deref()
                 .map(&resolve)
-                .unwrap_or_else(|| resolve(&raw.model.dir).join("engines")),
+                .unwrap_or_else(|| {
+                    crate::policy::engine::default_engine_dir(&resolve(&raw.model.dir))
+                }),
             precision: crate::policy::engine::Precision::parse(&raw.inference.precision)
                 .ok_or_else(|| {
                     invalid(

@@ -537,7 +537,7 @@ fn cmd_bench_tensorrt(
         .map_err(|e| BadInput(format!("model {}: {e}", model.display())))?;
     let dir = engine_dir
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| model.join("engines"));
+        .unwrap_or_else(|| mvla::policy::engine::default_engine_dir(model));
     let spec = meta.preprocess_spec(Rotation::Rotate180);
     let window = meta.raw.window;
     let t_load = std::time::Instant::now();
@@ -572,28 +572,31 @@ fn cmd_bench_tensorrt(
         "{describe}; engines loaded in {load_s:.2} s; frame {}",
         r.frame
     );
-    println!(
-        "{:<26} {:>9} {:>9} {:>9} {:>8}",
-        "stage (ms)", "p50", "p99", "max", "samples"
-    );
-    for (name, s) in [
+    print_stage_table(&[
         ("upload + enqueue", r.preprocess),
         ("engines until chunk", r.infer),
         ("step total", r.step_total),
-    ] {
-        println!(
-            "{:<26} {:>9.3} {:>9.3} {:>9.3} {:>8}",
-            name, s.p50_ms, s.p99_ms, s.max_ms, s.samples
-        );
-    }
+    ]);
     println!("peak RSS {:.0} MiB", r.peak_rss_mib);
     Ok(0)
 }
 
-fn cmd_bench(model: &Path, steps: usize, warmup: usize, json: bool) -> Result<u8> {
-    if steps == 0 {
-        bail!(BadInput("--steps must be at least 1".into()));
+/// The `mvla bench` table: one row per stage, milliseconds.
+fn print_stage_table(rows: &[(&str, mvla::bench::Summary)]) {
+    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(10) + 4;
+    println!(
+        "{:<width$} {:>9} {:>9} {:>9} {:>8}",
+        "stage (ms)", "p50", "p99", "max", "samples"
+    );
+    for (name, s) in rows {
+        println!(
+            "{:<width$} {:>9.3} {:>9.3} {:>9.3} {:>8}",
+            name, s.p50_ms, s.p99_ms, s.max_ms, s.samples
+        );
     }
+}
+
+fn cmd_bench(model: &Path, steps: usize, warmup: usize, json: bool) -> Result<u8> {
     let report = mvla::bench::bench_policy(model, steps, warmup)
         .map_err(|e| BadInput(format!("model {}: {e}", model.display())))?;
     if json {
@@ -608,21 +611,12 @@ fn cmd_bench(model: &Path, steps: usize, warmup: usize, json: bool) -> Result<u8
         report.load_s,
         report.frame
     );
-    println!(
-        "{:<22} {:>9} {:>9} {:>9} {:>8}",
-        "stage (ms)", "p50", "p99", "max", "samples"
-    );
-    for (name, s) in [
+    print_stage_table(&[
         ("preprocess (CPU)", report.preprocess),
         ("backbone (tract)", report.backbone),
         ("head, full window", report.head_full_window),
         ("step total", report.step_total),
-    ] {
-        println!(
-            "{:<22} {:>9.3} {:>9.3} {:>9.3} {:>8}",
-            name, s.p50_ms, s.p99_ms, s.max_ms, s.samples
-        );
-    }
+    ]);
     println!("peak RSS {:.0} MiB", report.peak_rss_mib);
     Ok(0)
 }
@@ -799,7 +793,7 @@ fn cmd_engine_build(
         .map_err(|e| BadInput(format!("model {}: {e}", model.display())))?;
     let dir = engine_dir
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| model.join("engines"));
+        .unwrap_or_else(|| mvla::policy::engine::default_engine_dir(model));
     let options = BuildOptions {
         precision: precision(precision_arg),
         workspace_bytes: workspace_mib << 20,
@@ -921,6 +915,9 @@ fn main() -> ExitCode {
             throttle,
             seconds,
         } => cmd_calib(&port, baud, direction.as_deref(), offset, throttle, seconds),
+        Command::Bench { steps: 0, .. } => {
+            Err(BadInput("--steps must be at least 1".into()).into())
+        }
         Command::Bench {
             model,
             steps,
@@ -935,7 +932,7 @@ fn main() -> ExitCode {
             engine_dir.as_deref(),
             precision,
             frame_format,
-            steps.max(1),
+            steps,
             warmup,
             json,
         ),

@@ -207,6 +207,11 @@ impl EngineKey {
     }
 }
 
+/// Where a model's engines live unless configured otherwise: `<model dir>/engines`.
+pub fn default_engine_dir(model_dir: &Path) -> PathBuf {
+    model_dir.join("engines")
+}
+
 /// The two engine files of a model and their parity record.
 #[derive(Debug, Clone)]
 pub struct EnginePaths {
