@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use mvla::policy::engine::{
-    compare, parity_inputs, EngineCheckError, EngineKey, EnginePaths, ParityRecord,
+    compare, parity_inputs, EngineCheckError, EngineKey, EnginePaths, ParityRecord, ParityReport,
     ParityThresholds, Precision, Role, TrtVersion, PARITY_FORMAT,
 };
 use mvla::policy::tract::TractPolicy;
@@ -52,20 +52,31 @@ fn tract() -> TractPolicy {
     TractPolicy::load(&tiny_model()).unwrap()
 }
 
-#[test]
-fn identical_backends_pass_the_gate() {
+/// The gate on `frames` parity frames: tract against a copy of itself with
+/// `feature_noise` / `chunk_bias` added (0, 0: an identical backend).
+fn gate(feature_noise: f32, chunk_bias: f32, frames: usize) -> ParityReport {
     let mut reference = tract();
-    let mut candidate = tract();
-    let inputs = parity_inputs(reference.meta(), 4);
-    // The inputs differ from each other (the gate is not fed one image 4 times).
-    assert!(max_abs_diff(&inputs[0], &inputs[1]) > 0.5);
-    let r = compare(
+    let mut candidate = Degraded {
+        inner: tract(),
+        feature_noise,
+        chunk_bias,
+    };
+    let inputs = parity_inputs(reference.meta(), frames);
+    compare(
         &mut reference,
         &mut candidate,
         &inputs,
         ParityThresholds::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn identical_backends_pass_the_gate() {
+    // The inputs differ from each other (the gate is not fed one image 4 times).
+    let inputs = parity_inputs(tract().meta(), 4);
+    assert!(max_abs_diff(&inputs[0], &inputs[1]) > 0.5);
+    let r = gate(0.0, 0.0, 4);
     assert!(r.passed, "{:?}", r.failures);
     assert_eq!(r.inputs, 4);
     assert!(r.feature_cosine_min > 0.999_999, "{}", r.feature_cosine_min);
@@ -74,20 +85,7 @@ fn identical_backends_pass_the_gate() {
 
 #[test]
 fn a_degraded_head_fails_the_gate_and_says_where() {
-    let mut reference = tract();
-    let mut candidate = Degraded {
-        inner: tract(),
-        feature_noise: 0.0,
-        chunk_bias: 0.05,
-    };
-    let inputs = parity_inputs(reference.meta(), 3);
-    let r = compare(
-        &mut reference,
-        &mut candidate,
-        &inputs,
-        ParityThresholds::default(),
-    )
-    .unwrap();
+    let r = gate(0.0, 0.05, 3);
     assert!(!r.passed);
     assert!((r.head_chunk_max_abs - 0.05).abs() < 1e-6, "{r:?}");
     assert!(
@@ -100,20 +98,7 @@ fn a_degraded_head_fails_the_gate_and_says_where() {
 
 #[test]
 fn degraded_features_fail_the_cosine_threshold() {
-    let mut reference = tract();
-    let mut candidate = Degraded {
-        inner: tract(),
-        feature_noise: 0.5,
-        chunk_bias: 0.0,
-    };
-    let inputs = parity_inputs(reference.meta(), 2);
-    let r = compare(
-        &mut reference,
-        &mut candidate,
-        &inputs,
-        ParityThresholds::default(),
-    )
-    .unwrap();
+    let r = gate(0.5, 0.0, 2);
     assert!(!r.passed);
     assert!(r.feature_cosine_min < 0.999, "{r:?}");
     assert!(r.failures.iter().any(|f| f.starts_with("feature cosine")));
@@ -123,38 +108,12 @@ fn degraded_features_fail_the_cosine_threshold() {
 
 #[test]
 fn nan_from_the_candidate_fails_even_though_nan_compares_false() {
-    let mut reference = tract();
-    let mut candidate = Degraded {
-        inner: tract(),
-        feature_noise: 0.0,
-        chunk_bias: f32::NAN,
-    };
-    let inputs = parity_inputs(reference.meta(), 1);
-    let r = compare(
-        &mut reference,
-        &mut candidate,
-        &inputs,
-        ParityThresholds::default(),
-    )
-    .unwrap();
+    let r = gate(0.0, f32::NAN, 1);
     assert!(!r.passed, "{r:?}");
 }
 
 fn record_for(paths: &EnginePaths, passed_report: bool) -> ParityRecord {
-    let mut reference = tract();
-    let mut candidate = Degraded {
-        inner: tract(),
-        feature_noise: 0.0,
-        chunk_bias: if passed_report { 0.0 } else { 0.5 },
-    };
-    let inputs = parity_inputs(reference.meta(), 1);
-    let report = compare(
-        &mut reference,
-        &mut candidate,
-        &inputs,
-        ParityThresholds::default(),
-    )
-    .unwrap();
+    let report = gate(0.0, if passed_report { 0.0 } else { 0.5 }, 1);
     let sha = |p| mvla::policy::meta::sha256_file(p).unwrap();
     ParityRecord {
         format: PARITY_FORMAT.into(),
