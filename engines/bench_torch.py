@@ -39,22 +39,7 @@ import mobile_vla as mv  # noqa: E402
 def build(size: str, attn: str, device: str, dtype):
     from transformers import Kosmos2Model
 
-    tiny = size == "tiny"
-    raw_cfg = {
-        "model": "kosmos",
-        "window_size": 8,
-        "fwd_pred_next_n": 10 if not tiny else 5,
-        "act_head": {
-            "type": "MobileVLALSTMDecoder",
-            "hidden_size": 1024 if not tiny else 32,
-            "num_layers": 4 if not tiny else 2,
-            "action_dim": 2,
-            "window_size": 8,
-            "fwd_pred_next_n": 10 if not tiny else 5,
-        },
-    }
-    if tiny:
-        raw_cfg["vlm"] = {"kosmos2_config": mv.tiny_kosmos2_overrides()}
+    raw_cfg = mv.fake_train_config(size, "engines/bench_torch.py: random weights, timing only")
     cfg = mv.parse_train_config(raw_cfg, "bench_torch")
     kosmos = Kosmos2Model._from_config(mv.kosmos2_config(cfg), attn_implementation=attn).eval()
     D = kosmos.config.text_config.embed_dim

@@ -61,26 +61,9 @@ def make_fake(args):
     torch.manual_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tiny = args.size == "tiny"
-    raw_cfg = {
-        "model": "kosmos",
-        "window_size": 8,
-        "fwd_pred_next_n": 10 if not tiny else 5,
-        "act_head": {
-            "type": "MobileVLALSTMDecoder",
-            "hidden_size": 1024 if not tiny else 32,
-            "num_layers": 4 if not tiny else 2,
-            "action_dim": 2,
-            "window_size": 8,
-            "fwd_pred_next_n": 10 if not tiny else 5,
-            "down_sample": "none",
-            "latent": 1,
-        },
-        "train_setup": {"lora_enable": True, "lora_r": 32 if not tiny else 4, "lora_alpha": 16 if not tiny else 8, "lora_dropout": 0.05},
-        "note": f"randomly initialised fake ({args.size}) written by engines/export.py make-fake, seed {args.seed}",
-    }
-    if tiny:
-        raw_cfg["vlm"] = {"kosmos2_config": mv.tiny_kosmos2_overrides()}
+    raw_cfg = mv.fake_train_config(
+        args.size, f"randomly initialised fake ({args.size}) written by engines/export.py make-fake, seed {args.seed}"
+    )
     cfg = mv.parse_train_config(raw_cfg, "make-fake")
     t0 = time.time()
     kosmos = mv.build_kosmos2(cfg)

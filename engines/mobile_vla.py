@@ -361,6 +361,33 @@ def clip_image_stats():
     return [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 
 
+def fake_train_config(size: str, note: str) -> dict[str, Any]:
+    """Training config (raw JSON form) of a randomly initialised model with the
+    real layout: "full" has the sizes of the trained checkpoints (Kosmos-2
+    1.66 B, LSTM 1024 x 4, chunk 10), "tiny" a test-sized one."""
+    tiny = size == "tiny"
+    raw_cfg = {
+        "model": "kosmos",
+        "window_size": 8,
+        "fwd_pred_next_n": 10 if not tiny else 5,
+        "act_head": {
+            "type": "MobileVLALSTMDecoder",
+            "hidden_size": 1024 if not tiny else 32,
+            "num_layers": 4 if not tiny else 2,
+            "action_dim": 2,
+            "window_size": 8,
+            "fwd_pred_next_n": 10 if not tiny else 5,
+            "down_sample": "none",
+            "latent": 1,
+        },
+        "train_setup": {"lora_enable": True, "lora_r": 32 if not tiny else 4, "lora_alpha": 16 if not tiny else 8, "lora_dropout": 0.05},
+        "note": note,
+    }
+    if tiny:
+        raw_cfg["vlm"] = {"kosmos2_config": tiny_kosmos2_overrides()}
+    return raw_cfg
+
+
 def tiny_kosmos2_overrides() -> dict[str, Any]:
     """A Kosmos-2 with the real layout (224 px, patch 14, 64 latents) but tiny widths."""
     return {
