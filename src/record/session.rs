@@ -18,7 +18,6 @@ use super::writer::{utc_stamp, EpisodeHeader, EpisodeWriter};
 use crate::capture::Frame;
 use crate::clock::Timestamp;
 use crate::pipeline::{InferenceEvent, InferenceObserver};
-use crate::preprocess::ChannelOrder;
 
 #[derive(Debug, Clone)]
 pub struct RecordSettings {
@@ -34,14 +33,11 @@ pub struct RecordSettings {
 }
 
 enum RecordMsg {
+    /// A copy of the frame as captured (raw YUYV/NV12 is converted on the
+    /// recorder thread, not on the inference thread that forwards it).
     Step {
-        data: Vec<u8>,
-        width: usize,
-        height: usize,
-        order: ChannelOrder,
+        frame: Frame,
         action: [f32; 3],
-        capture: Timestamp,
-        starts_episode: bool,
     },
     Line(String),
 }
@@ -138,26 +134,11 @@ impl InferenceObserver for Recorder {
                 .last_row
                 .is_none_or(|last| frame.capture_time >= last.plus(self.settings.step));
             if due {
-                // Episodes store packed BGR like the collector did; raw camera
-                // layouts are converted here, off the motor path.
-                let mut scratch = Vec::new();
-                let (data, order) = match frame.packed(&mut scratch) {
-                    Ok(view) => (view.data.to_vec(), view.order),
-                    Err(e) => {
-                        tracing::warn!("frame {} not recorded: {e}", frame.seq);
-                        return;
-                    }
-                };
                 self.last_row = Some(frame.capture_time);
                 let a = c.actions.first().copied().unwrap_or([0.0, 0.0]);
                 self.forward(RecordMsg::Step {
-                    data,
-                    width: frame.width,
-                    height: frame.height,
-                    order,
+                    frame: frame.clone(),
                     action: [a[0], a[1], 0.0],
-                    capture: frame.capture_time,
-                    starts_episode: frame.starts_episode,
                 });
             }
         }
@@ -190,6 +171,8 @@ fn record_thread(
     let mut first_capture: Option<Timestamp> = None;
     let mut episode_failed = false;
     let mut episode_count = 0usize;
+    // Raw YUYV/NV12 frames converted to BGR (allocated on the first such frame).
+    let mut packed: Vec<u8> = Vec::new();
     for msg in rx {
         match msg {
             RecordMsg::Line(line) => {
@@ -203,16 +186,19 @@ fn record_thread(
                     }
                 }
             }
-            RecordMsg::Step {
-                data,
-                width,
-                height,
-                order,
-                action,
-                capture,
-                starts_episode,
-            } => {
-                if starts_episode && writer.is_some() {
+            RecordMsg::Step { frame, action } => {
+                // Episodes store packed BGR like the collector did.
+                let view = match frame.packed(&mut packed) {
+                    Ok(view) => view,
+                    Err(e) => {
+                        outcome
+                            .errors
+                            .push(format!("frame {} not recorded: {e}", frame.seq));
+                        continue;
+                    }
+                };
+                let (width, height, capture) = (view.width, view.height, frame.capture_time);
+                if frame.starts_episode && writer.is_some() {
                     // The source started a new episode: close this file, open the next.
                     writer = None;
                     first_capture = None;
@@ -241,7 +227,7 @@ fn record_thread(
                         collection_minute: minute,
                         model_id: s.model_id.clone(),
                     };
-                    match EpisodeWriter::create(&path, width, height, order, &header) {
+                    match EpisodeWriter::create(&path, width, height, view.order, &header) {
                         Ok(w) => {
                             outcome.episodes.push((path.display().to_string(), 0));
                             writer = Some(w);
@@ -264,7 +250,7 @@ fn record_thread(
                 };
                 let action = if w.rows() == 0 { [0.0; 3] } else { action };
                 let elapsed = capture.saturating_since(first).as_secs_f64();
-                if let Err(e) = w.append(&data, action, event, elapsed) {
+                if let Err(e) = w.append(view.data, action, event, elapsed) {
                     // Keep what is on disk; stop writing rather than corrupt it further.
                     outcome.errors.push(e.to_string());
                     episode_failed = true;
