@@ -15,12 +15,6 @@ use mvla::preprocess::{
     ChannelOrder, CpuPreprocessor, FrameRef, InputFormat, Preprocessor, Rotation,
 };
 
-fn frame(format: InputFormat, w: usize, h: usize) -> Vec<u8> {
-    (0..format.frame_len(w, h) as u64)
-        .map(|i| ((i.wrapping_mul(2654435761) >> 7) & 255) as u8)
-        .collect()
-}
-
 fn time(n: usize, warmup: usize, mut f: impl FnMut()) -> Summary {
     for _ in 0..warmup {
         f();
@@ -49,7 +43,7 @@ fn main() {
     let mut out = vec![0f32; spec.output_len()];
     for (w, h) in [(1280usize, 720usize), (640, 480)] {
         for format in [InputFormat::Packed3, InputFormat::Yuyv, InputFormat::Nv12] {
-            let raw = frame(format, w, h);
+            let raw = mvla::bench::synthetic_frame(format, w, h);
             // CPU twin: conversion to BGR (for YUYV/NV12) + resize + normalise.
             let mut cpu = CpuPreprocessor::new(spec);
             let mut bgr = vec![0u8; w * h * 3];

@@ -65,6 +65,14 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// A deterministic textured camera frame in `format` for the benchmarks
+/// (content does not change the cost).
+pub fn synthetic_frame(format: InputFormat, width: usize, height: usize) -> Vec<u8> {
+    (0..format.frame_len(width, height))
+        .map(|i| ((i * 2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
 /// Load the model, then run `steps` full policy steps (preprocess a 1280×720
 /// frame, backbone, head over the growing window) after `warmup` unmeasured ones.
 pub fn bench_policy(model: &Path, steps: usize, warmup: usize) -> Result<PolicyBench, PolicyError> {
@@ -78,10 +86,7 @@ pub fn bench_policy(model: &Path, steps: usize, warmup: usize) -> Result<PolicyB
     let spec = meta.preprocess_spec(Rotation::Rotate180);
     let mut pre = CpuPreprocessor::new(spec);
     let (w, h) = (1280usize, 720usize);
-    // A deterministic textured frame (content does not change the cost).
-    let frame: Vec<u8> = (0..w * h * 3)
-        .map(|i| ((i * 2_654_435_761) >> 13) as u8)
-        .collect();
+    let frame = synthetic_frame(InputFormat::Packed3, w, h);
     let mut pixels = vec![0f32; spec.output_len()];
     let (mut t_pre, mut t_backbone, mut t_head, mut t_total) = (vec![], vec![], vec![], vec![]);
     let mut feature = vec![0f32; meta.feature_dim()];
@@ -159,9 +164,7 @@ pub fn bench_chain(
         height: h,
         order: ChannelOrder::Bgr,
         format,
-        data: (0..format.frame_len(w, h))
-            .map(|i| ((i * 2_654_435_761) >> 13) as u8)
-            .collect(),
+        data: synthetic_frame(format, w, h),
         ..Frame::default()
     };
     let step = chain.step_length();
