@@ -1,4 +1,5 @@
-//! Builds the owned TensorRT shim (`src/policy/tensorrt/shim.cpp`) when the
+//! Builds the host emulation of the CUDA preprocessing kernels (always), and
+//! the owned TensorRT shim (`src/policy/tensorrt/shim.cpp`) when the
 //! `tensorrt` feature is on. Nothing is linked against TensorRT: the shim
 //! resolves its factories with dlopen at run time, so only the headers are
 //! needed here.
@@ -25,9 +26,69 @@ fn find(header: &str, env_var: &str, defaults: &[&str]) -> Option<PathBuf> {
         .find(|d| d.join(header).is_file())
 }
 
+/// The host emulation of the CUDA preprocessing kernels (`kernels/host_emulation.cpp`
+/// includes the unchanged `.cu` files). Always compiled, in every
+/// configuration, because it needs nothing but a C++ compiler; only the tests
+/// (`tests/kernel_emulation.rs`) and the emulated preprocessor call it, so the
+/// `mvla` binary does not contain it (unreferenced archive members are not
+/// linked).
+///
+/// `MVLA_KERNEL_SANITIZE=address` builds it with AddressSanitizer and links
+/// the tests with the ASan runtime (`.ci/test` runs the emulation tests so,
+/// with every buffer at exactly its device size).
+fn build_kernel_emulation() {
+    println!("cargo:rerun-if-changed=kernels");
+    for f in [
+        "host_emulation.h",
+        "host_emulation.cpp",
+        "pillow_resample.cuh",
+        "resample_horizontal.cu",
+        "resample_vertical_normalize.cu",
+    ] {
+        println!("cargo:rerun-if-changed=kernels/{f}");
+    }
+    println!("cargo:rerun-if-env-changed=MVLA_KERNEL_SANITIZE");
+    let sanitize = env::var("MVLA_KERNEL_SANITIZE")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .std("c++17")
+        .file("kernels/host_emulation.cpp")
+        .include("kernels")
+        .opt_level(2)
+        .warnings(true)
+        .extra_warnings(true)
+        // The float semantics the NVRTC options give the GPU (cuda.rs: no FMA
+        // contraction, IEEE division, no flush-to-zero): x86-64 SSE floats with
+        // contraction off and no fast-math.
+        .flag("-ffp-contract=off")
+        .flag("-fno-fast-math");
+    if let Some(s) = &sanitize {
+        build
+            .flag(format!("-fsanitize={s}"))
+            .flag("-fno-omit-frame-pointer")
+            .flag("-fno-sanitize-recover=all");
+        // rustc links with -nodefaultlibs, which drops gcc's automatic
+        // sanitizer runtime: name it (ASan: libasan) explicitly.
+        let runtime = match s.as_str() {
+            "address" => "asan",
+            "undefined" => "ubsan",
+            other => panic!("MVLA_KERNEL_SANITIZE={other}: only address or undefined"),
+        };
+        println!(
+            "cargo:rustc-link-arg-tests=-Wl,--push-state,--no-as-needed,-l{runtime},--pop-state"
+        );
+        println!("cargo:warning=kernel emulation built with -fsanitize={s}");
+    }
+    build.compile("mvla_kernel_emulation");
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/policy/tensorrt/shim.cpp");
+    build_kernel_emulation();
     if env::var_os("CARGO_FEATURE_TENSORRT").is_none() {
         return;
     }

@@ -58,8 +58,13 @@ __device__ __forceinline__ void mvla_load_pixel(const u8* src, int format, int p
 }
 
 // IEEE fp16 bits, round to nearest even (PTX cvt; no header needed under NVRTC).
+// The host emulation (host_emulation.h) provides the same instruction by name.
 __device__ __forceinline__ unsigned short mvla_float_to_half(float f) {
+#ifdef MVLA_HOST_EMULATION
+    return mvla_host_cvt_rn_f16_f32(f);
+#else
     unsigned short h;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
     return h;
+#endif
 }

@@ -17,11 +17,9 @@ use cudarc::driver::{
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 use sha2::{Digest, Sha256};
 
-use super::kernels::{KernelSource, KERNELS};
-use super::resize::AxisCoefficients;
-use super::{
-    ChannelOrder, FrameRef, InputFormat, PreprocessError, PreprocessSpec, Preprocessor, Rotation,
-};
+use super::kernels::{ptx_float_semantics_violations, KernelSource, KERNELS};
+use super::launch::{Buffer, KernelArg, Launch, LaunchPlan};
+use super::{ChannelOrder, FrameRef, InputFormat, PreprocessError, PreprocessSpec, Preprocessor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CudaError {
@@ -31,6 +29,11 @@ pub enum CudaError {
     NoNvrtc,
     #[error("CUDA driver: {0}")]
     Driver(String),
+    #[error("PTX of kernels/{file} breaks the float semantics the CPU twin relies on: {}", violations.join("; "))]
+    FloatSemantics {
+        file: &'static str,
+        violations: Vec<String>,
+    },
     #[error("NVRTC compiling kernels/{file} for {arch}: {message}")]
     Compile {
         file: &'static str,
@@ -56,8 +59,11 @@ pub fn nvrtc_present() -> bool {
 }
 
 /// NVRTC options used for every kernel: IEEE division (the CPU twin's
-/// normalisation), no flush-to-zero, no fast math.
-fn options(arch: &'static str) -> CompileOptions {
+/// normalisation), no flush-to-zero, no FMA contraction, no fast math. The
+/// host emulation (`kernels/host_emulation.h`) assumes exactly these, and
+/// every PTX is checked for them before it is loaded
+/// ([`super::kernels::ptx_float_semantics_violations`]).
+pub fn nvrtc_options(arch: &'static str) -> CompileOptions {
     CompileOptions {
         ftz: Some(false),
         prec_div: Some(true),
@@ -68,18 +74,28 @@ fn options(arch: &'static str) -> CompileOptions {
     }
 }
 
-/// Compile one kernel to PTX text for `arch` (e.g. "compute_87" for Orin).
-pub fn compile(kernel: &KernelSource, arch: &'static str) -> Result<String, CudaError> {
+/// Compile any CUDA source to PTX text with `options` (`file` names it in errors).
+pub fn compile_source(
+    file: &'static str,
+    source: String,
+    options: CompileOptions,
+) -> Result<String, CudaError> {
     if !nvrtc_present() {
         return Err(CudaError::NoNvrtc);
     }
-    compile_ptx_with_opts(kernel.translation_unit(), options(arch))
+    let arch = options.arch.unwrap_or("default").to_string();
+    compile_ptx_with_opts(source, options)
         .map(|ptx| ptx.to_src())
         .map_err(|e| CudaError::Compile {
-            file: kernel.file,
-            arch: arch.to_string(),
+            file,
+            arch,
             message: format!("{e:?}"),
         })
+}
+
+/// Compile one kernel to PTX text for `arch` (e.g. "compute_87" for Orin).
+pub fn compile(kernel: &KernelSource, arch: &'static str) -> Result<String, CudaError> {
+    compile_source(kernel.file, kernel.translation_unit(), nvrtc_options(arch))
 }
 
 /// Cache key: source, architecture and options.
@@ -87,7 +103,7 @@ fn cache_key(kernel: &KernelSource, arch: &str) -> String {
     let mut h = Sha256::new();
     h.update(kernel.translation_unit().as_bytes());
     h.update(arch.as_bytes());
-    h.update(format!("{:?}", options("x")).as_bytes());
+    h.update(format!("{:?}", nvrtc_options("x")).as_bytes());
     h.finalize()
         .iter()
         .take(12)
@@ -125,43 +141,39 @@ fn ptx_cached(
     Ok(ptx)
 }
 
-/// Output element type of the model input buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputPrecision {
-    F32,
-    /// IEEE half, bits in u16 (TensorRT FP16 engines).
-    F16,
-}
+pub use super::launch::OutputPrecision;
 
 pub struct CudaPreprocessor {
     spec: PreprocessSpec,
-    format: InputFormat,
-    in_w: usize,
-    in_h: usize,
-    first_row: i32,
-    rows: i32,
-    h_stride: i32,
-    v_stride: i32,
+    plan: LaunchPlan,
     stream: Arc<CudaStream>,
     horizontal: CudaFunction,
     vertical: CudaFunction,
-    h_start: CudaSlice<i32>,
-    h_len: CudaSlice<i32>,
-    h_weights: CudaSlice<i32>,
-    v_start: CudaSlice<i32>,
-    v_len: CudaSlice<i32>,
-    v_weights: CudaSlice<i32>,
+    /// The coefficient tables, in `TABLES` order.
+    tables: [CudaSlice<i32>; 6],
     src: CudaSlice<u8>,
     tmp: CudaSlice<u8>,
     out32: CudaSlice<f32>,
     out16: CudaSlice<u16>,
     precision: OutputPrecision,
-    current_order: ChannelOrder,
     host_out16: Vec<u16>,
 }
 
-fn to_i32(v: &[usize]) -> Vec<i32> {
-    v.iter().map(|&x| x as i32).collect()
+const TABLES: [Buffer; 6] = [
+    Buffer::HorizontalStart,
+    Buffer::HorizontalLen,
+    Buffer::HorizontalWeights,
+    Buffer::VerticalStart,
+    Buffer::VerticalLen,
+    Buffer::VerticalWeights,
+];
+
+fn config(launch: Launch) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (launch.grid[0], launch.grid[1], launch.grid[2]),
+        block_dim: (launch.block[0], launch.block[1], launch.block[2]),
+        shared_mem_bytes: 0,
+    }
 }
 
 impl CudaPreprocessor {
@@ -204,78 +216,74 @@ impl CudaPreprocessor {
         precision: OutputPrecision,
         stream: Arc<CudaStream>,
     ) -> Result<Self, CudaError> {
+        let plan = LaunchPlan::new(spec, in_w, in_h, format)
+            .map_err(|e| CudaError::Driver(e.to_string()))?;
         let ctx = stream.context().clone();
         let (major, minor) = ctx.compute_capability().map_err(driver)?;
         // cudarc wants a &'static str; one string per process and architecture.
         let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
         let load = |k: &KernelSource| -> Result<CudaFunction, CudaError> {
             let ptx = ptx_cached(k, arch, cache)?;
+            // Cached or fresh, PTX with other float semantics than the CPU
+            // twin's is refused rather than run (it would differ silently).
+            let violations = ptx_float_semantics_violations(&ptx);
+            if !violations.is_empty() {
+                return Err(CudaError::FloatSemantics {
+                    file: k.file,
+                    violations,
+                });
+            }
             let module = ctx.load_module(Ptx::from_src(ptx)).map_err(driver)?;
             module.load_function(k.entry).map_err(driver)
         };
         let horizontal = load(&KERNELS[0])?;
         let vertical = load(&KERNELS[1])?;
-        let h = AxisCoefficients::bilinear(in_w, spec.out_width);
-        let v = AxisCoefficients::bilinear(in_h, spec.out_height);
-        let (y0, y1) = (
-            v.start[0],
-            v.start[spec.out_height - 1] + v.len[spec.out_height - 1],
-        );
-        let v_start_rel: Vec<i32> = v.start.iter().map(|&s| (s - y0) as i32).collect();
-        let up = |data: &[i32]| stream.clone_htod(data).map_err(driver);
-        if format != InputFormat::Packed3
-            && (!in_w.is_multiple_of(2) || (format == InputFormat::Nv12 && !in_h.is_multiple_of(2)))
-        {
-            return Err(CudaError::Driver(format!(
-                "{format:?} frames need even sizes, got {in_w}x{in_h}"
-            )));
-        }
-        let src_bytes = format.frame_len(in_w, in_h);
-        let out_len = spec.output_len();
+        let upload = |b: Buffer| {
+            stream
+                .clone_htod(plan.table(b).expect("a table buffer"))
+                .map_err(driver)
+        };
+        let [t0, t1, t2, t3, t4, t5] = TABLES;
+        let tables = [
+            upload(t0)?,
+            upload(t1)?,
+            upload(t2)?,
+            upload(t3)?,
+            upload(t4)?,
+            upload(t5)?,
+        ];
+        let len = |b| plan.buffer_len(b, precision);
         Ok(Self {
-            h_start: up(&to_i32(&h.start))?,
-            h_len: up(&to_i32(&h.len))?,
-            h_weights: up(&h.weights)?,
-            v_start: up(&v_start_rel)?,
-            v_len: up(&to_i32(&v.len))?,
-            v_weights: up(&v.weights)?,
-            src: stream.alloc_zeros::<u8>(src_bytes).map_err(driver)?,
+            tables,
+            src: stream
+                .alloc_zeros::<u8>(len(Buffer::Source))
+                .map_err(driver)?,
             tmp: stream
-                .alloc_zeros::<u8>((y1 - y0) * spec.out_width * 3)
+                .alloc_zeros::<u8>(len(Buffer::Intermediate))
                 .map_err(driver)?,
             out32: stream
-                .alloc_zeros::<f32>(if precision == OutputPrecision::F32 {
-                    out_len
-                } else {
-                    1
-                })
+                .alloc_zeros::<f32>(len(Buffer::OutputF32))
                 .map_err(driver)?,
             out16: stream
-                .alloc_zeros::<u16>(if precision == OutputPrecision::F16 {
-                    out_len
-                } else {
-                    1
-                })
+                .alloc_zeros::<u16>(len(Buffer::OutputF16))
                 .map_err(driver)?,
-            h_stride: h.stride as i32,
-            v_stride: v.stride as i32,
-            first_row: y0 as i32,
-            rows: (y1 - y0) as i32,
             spec,
-            format,
-            in_w,
-            in_h,
+            plan,
             stream,
             horizontal,
             vertical,
             precision,
-            current_order: ChannelOrder::Bgr,
             host_out16: Vec::new(),
         })
     }
 
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// The launch plan (grids, tables, argument lists) this preprocessor runs.
+    pub fn plan(&self) -> &LaunchPlan {
+        &self.plan
     }
 
     /// The model input on the device (fp32 output), valid once the stream reaches this point.
@@ -303,10 +311,6 @@ impl CudaPreprocessor {
     /// stream. Returns without synchronising.
     /// `order`: channel order of packed frames (YUYV and NV12 always decode to BGR).
     pub fn enqueue(&mut self, bytes: &[u8], order: ChannelOrder) -> Result<(), CudaError> {
-        self.current_order = match self.format {
-            InputFormat::Packed3 => order,
-            InputFormat::Yuyv | InputFormat::Nv12 => ChannelOrder::Bgr,
-        };
         if bytes.len() != self.src.len() {
             return Err(CudaError::Driver(format!(
                 "frame has {} bytes, the preprocessor was set up for {}",
@@ -317,75 +321,49 @@ impl CudaPreprocessor {
         self.stream
             .memcpy_htod(bytes, &mut self.src)
             .map_err(driver)?;
-        let out_w = self.spec.out_width as i32;
-        let out_h = self.spec.out_height as i32;
-        let (in_w, in_h) = (self.in_w as i32, self.in_h as i32);
-        let (format, pitch) = match self.format {
-            InputFormat::Packed3 => (0i32, in_w * 3),
-            InputFormat::Yuyv => (1i32, in_w * 2),
-            InputFormat::Nv12 => (2i32, in_w),
-        };
-        let rotate = i32::from(self.spec.rotation == Rotation::Rotate180);
-        // 32×8 threads: a warp per row segment keeps the tap loads coalesced.
-        let block = (32u32, 8u32, 1u32);
-        let grid = |w: i32, h: i32| ((w as u32).div_ceil(32), (h as u32).div_ceil(8), 1u32);
-        let cfg_h = LaunchConfig {
-            grid_dim: grid(out_w, self.rows),
-            block_dim: block,
-            shared_mem_bytes: 0,
-        };
-        let mut b = self.stream.launch_builder(&self.horizontal);
-        b.arg(&self.src)
-            .arg(&format)
-            .arg(&in_w)
-            .arg(&in_h)
-            .arg(&pitch)
-            .arg(&rotate)
-            .arg(&self.h_start)
-            .arg(&self.h_len)
-            .arg(&self.h_weights)
-            .arg(&self.h_stride)
-            .arg(&out_w)
-            .arg(&self.first_row)
-            .arg(&self.rows)
-            .arg(&mut self.tmp);
-        // SAFETY: argument types and order match `mvla_resample_horizontal`;
-        // buffer sizes were fixed in `with_precision` for this geometry.
-        unsafe { b.launch(cfg_h) }.map_err(driver)?;
-
-        let n = &self.spec.normalisation;
-        let swap = i32::from(self.format_order_differs());
-        let fp16 = i32::from(self.precision == OutputPrecision::F16);
-        let cfg_v = LaunchConfig {
-            grid_dim: grid(out_w, out_h),
-            block_dim: block,
-            shared_mem_bytes: 0,
-        };
-        let mut b = self.stream.launch_builder(&self.vertical);
-        b.arg(&self.tmp)
-            .arg(&out_w)
-            .arg(&out_h)
-            .arg(&self.v_start)
-            .arg(&self.v_len)
-            .arg(&self.v_weights)
-            .arg(&self.v_stride)
-            .arg(&swap)
-            .arg(&n.mean[0])
-            .arg(&n.mean[1])
-            .arg(&n.mean[2])
-            .arg(&n.std[0])
-            .arg(&n.std[1])
-            .arg(&n.std[2])
-            .arg(&fp16)
-            .arg(&mut self.out32)
-            .arg(&mut self.out16);
-        // SAFETY: argument types and order match `mvla_resample_vertical_normalize`.
-        unsafe { b.launch(cfg_v) }.map_err(driver)?;
-        Ok(())
+        let horizontal = self.plan.horizontal_args();
+        // SAFETY: the plan's argument list is `mvla_resample_horizontal`'s
+        // parameter list in order (the host emulation runs the same list
+        // against the same source); buffer sizes come from the same plan.
+        unsafe { self.launch(&self.horizontal, self.plan.horizontal, &horizontal) }?;
+        let vertical = self.plan.vertical_args(order, self.precision);
+        // SAFETY: as above, for `mvla_resample_vertical_normalize`.
+        unsafe { self.launch(&self.vertical, self.plan.vertical, &vertical) }
     }
 
-    fn format_order_differs(&self) -> bool {
-        self.current_order != self.spec.model_order
+    /// Push `args` (scalars by value, buffers as device pointers) and launch.
+    ///
+    /// # Safety
+    /// `args` must be `function`'s parameter list, in order.
+    unsafe fn launch(
+        &self,
+        function: &CudaFunction,
+        launch: Launch,
+        args: &[KernelArg],
+    ) -> Result<(), CudaError> {
+        let mut b = self.stream.launch_builder(function);
+        for arg in args {
+            match arg {
+                KernelArg::I32(v) => b.arg(v),
+                KernelArg::F32(v) => b.arg(v),
+                KernelArg::Buffer(buffer) => match buffer {
+                    Buffer::Source => b.arg(&self.src),
+                    Buffer::Intermediate => b.arg(&self.tmp),
+                    Buffer::OutputF32 => b.arg(&self.out32),
+                    Buffer::OutputF16 => b.arg(&self.out16),
+                    table => {
+                        let i = TABLES
+                            .iter()
+                            .position(|t| t == table)
+                            .expect("every other buffer is a table");
+                        b.arg(&self.tables[i])
+                    }
+                },
+            };
+        }
+        // SAFETY: per this function's contract.
+        unsafe { b.launch(config(launch)) }.map_err(driver)?;
+        Ok(())
     }
 
     /// Enqueue, then copy the result to the host and wait (tests, CPU consumers).
@@ -411,24 +389,24 @@ impl CudaPreprocessor {
         }
         self.stream.synchronize().map_err(driver)
     }
+
+    /// Enqueue, then copy the raw fp16 output bits to the host and wait
+    /// (precision F16; tests compare them bit for bit).
+    pub fn run_to_host_f16_bits(
+        &mut self,
+        bytes: &[u8],
+        order: ChannelOrder,
+        out: &mut [u16],
+    ) -> Result<(), CudaError> {
+        self.enqueue(bytes, order)?;
+        self.stream.memcpy_dtoh(&self.out16, out).map_err(driver)?;
+        self.stream.synchronize().map_err(driver)
+    }
 }
 
 /// IEEE half bits → f32 (host side, for checking fp16 output).
 pub fn half_to_f32(h: u16) -> f32 {
-    let sign = if h & 0x8000 != 0 { -1.0f32 } else { 1.0 };
-    let exp = i32::from((h >> 10) & 0x1f);
-    let frac = f32::from(h & 0x3ff);
-    match exp {
-        0 => sign * frac * 2f32.powi(-24),
-        31 => {
-            if frac == 0.0 {
-                sign * f32::INFINITY
-            } else {
-                f32::NAN
-            }
-        }
-        e => sign * (1.0 + frac / 1024.0) * 2f32.powi(e - 15),
-    }
+    half::f16::from_bits(h).to_f32()
 }
 
 impl Preprocessor for CudaPreprocessor {
@@ -438,9 +416,9 @@ impl Preprocessor for CudaPreprocessor {
 
     /// Packed frames of the size given at construction (YUYV goes through `run_to_host`).
     fn run(&mut self, frame: FrameRef<'_>, out: &mut [f32]) -> Result<(), PreprocessError> {
-        let expected = self.in_w * self.in_h * 3;
-        if self.format != InputFormat::Packed3
-            || (frame.width, frame.height) != (self.in_w, self.in_h)
+        let expected = self.plan.in_width * self.plan.in_height * 3;
+        if self.plan.format != InputFormat::Packed3
+            || (frame.width, frame.height) != (self.plan.in_width, self.plan.in_height)
             || frame.data.len() != expected
         {
             return Err(PreprocessError::FrameSize {

@@ -9,7 +9,9 @@
 //! [`CpuPreprocessor`] is the reference implementation (and the CPU twin of
 //! the CUDA kernels).
 
+pub mod emulated;
 pub mod kernels;
+pub mod launch;
 pub mod resize;
 
 // The GPU backend swaps by module: the real one with `--features cuda`, a

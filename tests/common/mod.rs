@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
+pub mod kernel_cases;
+
 use std::path::PathBuf;
 
 pub fn fixtures() -> PathBuf {
