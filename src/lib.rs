@@ -8,6 +8,7 @@ pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod doctor;
 pub mod drive;
 pub mod eval;
 pub mod fault;

@@ -147,6 +147,45 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// On-robot acceptance checks: run after installing, after any change.
+    ///
+    /// Checks, each pass / FAIL / skip with the reason: systemd unit state,
+    /// free disk for recordings, real-time scheduling and memory locking,
+    /// camera (format, measured fps, timestamp monotonicity, dropped frames),
+    /// CUDA driver, NVRTC (kernels compile, float semantics as the CPU twin),
+    /// the CUDA kernels vs the CPU twin bit for bit (live frames when a camera
+    /// is configured), TensorRT, engines + parity record (`--build` builds and
+    /// gates them first), GPU chain latency, and the SLCAN adapter (open
+    /// sequence, stop frames only: the robot never moves). Uses the same
+    /// `--config` as `mvla run`. Without the hardware the hardware checks are
+    /// skipped with the reason; `--require` makes named skips failures.
+    /// Exit 0 when nothing failed, 1 when a check failed, 2 on bad input.
+    /// The JSON report is also written to `--report-dir` or the config's
+    /// `[record] dir`.
+    Doctor {
+        /// TOML configuration (the one the service uses); default: built-in.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the JSON report instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Checks that must not be skipped, comma-separated (on the robot:
+        /// `--require camera,cuda,nvrtc,kernels,tensorrt,engines,gpu_chain,link,realtime,systemd`).
+        #[arg(long, value_delimiter = ',')]
+        require: Vec<String>,
+        /// Free space the recordings directory needs, GiB.
+        #[arg(long, default_value_t = 2.0)]
+        min_free_gib: f64,
+        /// Where to write the JSON report (default: the config's `[record] dir`).
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
+        /// Build (or reuse) and parity-gate the TensorRT engines first, like `mvla engine build`.
+        #[arg(long)]
+        build: bool,
+        /// List the repository's hardware-only tests and how to run them, then exit.
+        #[arg(long)]
+        list_hardware_tests: bool,
+    },
     /// Evaluate a model on recorded episodes (RMSE, direction agreement).
     ///
     /// Feeds each episode's frames in order as training steps and compares each
@@ -870,6 +909,86 @@ fn cmd_engine_build(
     Ok(0)
 }
 
+/// `mvla doctor`: see `mvla::doctor`.
+fn cmd_doctor(
+    config_path: Option<&Path>,
+    json: bool,
+    require: Vec<String>,
+    min_free_gib: f64,
+    report_dir: Option<PathBuf>,
+    build: bool,
+    list_hardware_tests: bool,
+) -> Result<u8> {
+    if list_hardware_tests {
+        for t in mvla::doctor::HARDWARE_TESTS {
+            println!("{}\n    needs {}", t.command, t.needs);
+        }
+        return Ok(0);
+    }
+    for r in &require {
+        if !mvla::doctor::CHECKS.contains(&r.as_str()) {
+            bail!(BadInput(format!(
+                "--require {r}: no such check (checks: {})",
+                mvla::doctor::CHECKS.join(", ")
+            )));
+        }
+    }
+    if !(min_free_gib.is_finite() && min_free_gib >= 0.0) {
+        bail!(BadInput(format!(
+            "--min-free-gib {min_free_gib}: must be a finite number >= 0"
+        )));
+    }
+    let config = match config_path {
+        Some(path) => mvla::config::Config::load(path).map_err(|e| BadInput(e.to_string()))?,
+        None => mvla::config::Config::builtin_default(),
+    };
+    if build {
+        let precision_arg = match config.precision {
+            mvla::policy::engine::Precision::Fp16 => PrecisionArg::Fp16,
+            mvla::policy::engine::Precision::Fp32 => PrecisionArg::Fp32,
+        };
+        let defaults = mvla::policy::engine::BuildOptions::default();
+        let code = cmd_engine_build(
+            &config.model_dir,
+            Some(&config.engine_dir),
+            precision_arg,
+            defaults.workspace_bytes >> 20,
+            !defaults.half_pixel_input,
+            defaults.parity_frames,
+            false,
+            false,
+        )?;
+        if code != 0 {
+            return Ok(code);
+        }
+    }
+    let options = mvla::doctor::DoctorOptions {
+        config_source: config_path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "built-in default".into()),
+        require,
+        min_free_gib,
+        ..Default::default()
+    };
+    let report = mvla::doctor::run(&config, &options);
+    let dir = report_dir.or_else(|| config.record.as_ref().map(|r| r.dir.clone()));
+    let written = match &dir {
+        Some(d) => match mvla::doctor::write_report(&report, d) {
+            Ok(p) => format!("report: {}", p.display()),
+            Err(e) => format!("report NOT written to {}: {e}", d.display()),
+        },
+        None => "report not written (no --report-dir and no [record] dir in the config)".into(),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+        println!("hardware-only tests: mvla doctor --list-hardware-tests");
+    }
+    eprintln!("{written}");
+    Ok(report.exit_code())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -901,6 +1020,23 @@ fn main() -> ExitCode {
             episodes,
             json,
         } => cmd_eval(&model, &episodes, json),
+        Command::Doctor {
+            config,
+            json,
+            require,
+            min_free_gib,
+            report_dir,
+            build,
+            list_hardware_tests,
+        } => cmd_doctor(
+            config.as_deref(),
+            json,
+            require,
+            min_free_gib,
+            report_dir,
+            build,
+            list_hardware_tests,
+        ),
         Command::Run {
             config,
             duration_s,

@@ -235,6 +235,22 @@ impl EnginePaths {
     }
 }
 
+/// Engine keys and paths for `meta` on a machine with TensorRT `trt` and a GPU
+/// of compute capability `sm` (what `mvla run`, `mvla engine build` and
+/// `mvla doctor` look for).
+pub fn engine_paths(
+    meta: &ModelMeta,
+    dir: &Path,
+    trt: TrtVersion,
+    sm: (u32, u32),
+    precision: Precision,
+) -> (EngineKey, EngineKey, EnginePaths) {
+    let b = EngineKey::new(meta, Role::Backbone, trt, sm, precision);
+    let h = EngineKey::new(meta, Role::Head, trt, sm, precision);
+    let paths = EnginePaths::new(dir, &b, &h);
+    (b, h, paths)
+}
+
 /// Engines in `dir` that are not the current ones for this model (another
 /// model version, TensorRT, GPU or precision): never loaded, reported so the
 /// operator can delete them.

@@ -52,6 +52,50 @@ pub fn driver_present() -> bool {
     unsafe { cudarc::driver::sys::is_culib_present() }
 }
 
+/// The GPU the preprocessing would run on (device 0), for `mvla doctor`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GpuInfo {
+    pub name: String,
+    pub compute_capability: (u32, u32),
+    /// The driver's CUDA version, e.g. "12.6".
+    pub driver_cuda_version: String,
+    pub memory_mib: usize,
+}
+
+pub fn gpu_info() -> Result<GpuInfo, CudaError> {
+    if !driver_present() {
+        return Err(CudaError::NoDriver);
+    }
+    let mut v: std::ffi::c_int = 0;
+    // SAFETY: writes one int; the library is present (checked above).
+    let rc = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
+    if rc != cudarc::driver::sys::CUresult::CUDA_SUCCESS {
+        return Err(CudaError::Driver(format!("cuDriverGetVersion: {rc:?}")));
+    }
+    let ctx = CudaContext::new(0).map_err(driver)?;
+    let (major, minor) = ctx.compute_capability().map_err(driver)?;
+    Ok(GpuInfo {
+        name: ctx.name().map_err(driver)?,
+        compute_capability: (major as u32, minor as u32),
+        driver_cuda_version: format!("{}.{}", v / 1000, (v % 1000) / 10),
+        memory_mib: ctx.total_mem().map_err(driver)? / (1024 * 1024),
+    })
+}
+
+/// NVRTC's version, e.g. "12.9".
+pub fn nvrtc_version() -> Result<String, CudaError> {
+    if !nvrtc_present() {
+        return Err(CudaError::NoNvrtc);
+    }
+    let (mut major, mut minor): (std::ffi::c_int, std::ffi::c_int) = (0, 0);
+    // SAFETY: writes two ints; the library is present (checked above).
+    let rc = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+    if rc != cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
+        return Err(CudaError::Driver(format!("nvrtcVersion: {rc:?}")));
+    }
+    Ok(format!("{major}.{minor}"))
+}
+
 /// `libnvrtc` can be loaded.
 pub fn nvrtc_present() -> bool {
     // SAFETY: only tries to dlopen the library.

@@ -1,12 +1,37 @@
 //! Stand-in for the CUDA preprocessing backend in builds without the `cuda`
 //! feature: says so at run time instead of failing to build.
 
-use super::PreprocessSpec;
+pub use super::launch::OutputPrecision;
+use super::{ChannelOrder, InputFormat, PreprocessSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CudaError {
     #[error("this build has no CUDA support (rebuild with --features cuda); using the CPU preprocessing")]
     NotCompiled,
+}
+
+/// The GPU the preprocessing would run on (never known without the feature).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GpuInfo {
+    pub name: String,
+    pub compute_capability: (u32, u32),
+    pub driver_cuda_version: String,
+    pub memory_mib: usize,
+}
+
+pub fn gpu_info() -> Result<GpuInfo, CudaError> {
+    Err(CudaError::NotCompiled)
+}
+
+pub fn nvrtc_version() -> Result<String, CudaError> {
+    Err(CudaError::NotCompiled)
+}
+
+pub fn compile(
+    _kernel: &super::kernels::KernelSource,
+    _arch: &'static str,
+) -> Result<String, CudaError> {
+    Err(CudaError::NotCompiled)
 }
 
 /// Never constructed: `new` always reports the missing feature.
@@ -22,6 +47,35 @@ impl CudaPreprocessor {
         _format: super::InputFormat,
         _cache: Option<&std::path::Path>,
     ) -> Result<Self, CudaError> {
+        Err(CudaError::NotCompiled)
+    }
+
+    pub fn with_precision(
+        _spec: PreprocessSpec,
+        _in_w: usize,
+        _in_h: usize,
+        _format: InputFormat,
+        _cache: Option<&std::path::Path>,
+        _precision: OutputPrecision,
+    ) -> Result<Self, CudaError> {
+        Err(CudaError::NotCompiled)
+    }
+
+    pub fn run_to_host(
+        &mut self,
+        _bytes: &[u8],
+        _order: ChannelOrder,
+        _out: &mut [f32],
+    ) -> Result<(), CudaError> {
+        Err(CudaError::NotCompiled)
+    }
+
+    pub fn run_to_host_f16_bits(
+        &mut self,
+        _bytes: &[u8],
+        _order: ChannelOrder,
+        _out: &mut [u16],
+    ) -> Result<(), CudaError> {
         Err(CudaError::NotCompiled)
     }
 }

@@ -27,8 +27,8 @@ use std::time::Duration;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 
 use super::engine::{
-    self, EngineCheckError, EngineKey, EnginePaths, ParityRecord, ParityReport, ParityThresholds,
-    Precision, Role, TrtVersion,
+    self, EngineCheckError, EnginePaths, ParityRecord, ParityReport, ParityThresholds, Precision,
+    Role, TrtVersion,
 };
 pub use super::engine::{BuildEvent, BuildOptions, BuildOutcome};
 use super::{History, ModelMeta, Policy, PolicyError};
@@ -543,19 +543,7 @@ fn compute_capability(stream: &CudaStream) -> Result<(u32, u32), TrtError> {
     Ok((a as u32, b as u32))
 }
 
-/// Engine keys and paths for `meta` on this machine.
-pub fn engine_paths(
-    meta: &ModelMeta,
-    dir: &Path,
-    trt: TrtVersion,
-    sm: (u32, u32),
-    precision: Precision,
-) -> (EngineKey, EngineKey, EnginePaths) {
-    let b = EngineKey::new(meta, Role::Backbone, trt, sm, precision);
-    let h = EngineKey::new(meta, Role::Head, trt, sm, precision);
-    let paths = EnginePaths::new(dir, &b, &h);
-    (b, h, paths)
-}
+pub use super::engine::engine_paths;
 
 /// Build (or reuse) both engines for `meta` in `dir`, then run the parity
 /// gate against the reference backend `make_reference` loads (the same
