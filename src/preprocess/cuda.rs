@@ -34,6 +34,8 @@ pub enum CudaError {
         file: &'static str,
         violations: Vec<String>,
     },
+    #[error("preprocessing kernels: {0}")]
+    Plan(#[from] super::launch::LaunchPlanError),
     #[error("NVRTC compiling kernels/{file} for {arch}: {message}")]
     Compile {
         file: &'static str,
@@ -260,8 +262,7 @@ impl CudaPreprocessor {
         precision: OutputPrecision,
         stream: Arc<CudaStream>,
     ) -> Result<Self, CudaError> {
-        let plan = LaunchPlan::new(spec, in_w, in_h, format)
-            .map_err(|e| CudaError::Driver(e.to_string()))?;
+        let plan = LaunchPlan::new(spec, in_w, in_h, format)?;
         let ctx = stream.context().clone();
         let (major, minor) = ctx.compute_capability().map_err(driver)?;
         // cudarc wants a &'static str; one string per process and architecture.
