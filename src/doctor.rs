@@ -30,6 +30,17 @@ pub enum Status {
     Skip,
 }
 
+impl Status {
+    /// Pass when `ok`, else fail.
+    pub fn pass_if(ok: bool) -> Self {
+        if ok {
+            Self::Pass
+        } else {
+            Self::Fail
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     /// Stable name (`--require` takes these).
@@ -250,11 +261,8 @@ fn check_systemd() -> Check {
         )
         .with(figures);
     }
-    let status = if enabled == "enabled" && matches!(active.as_str(), "active" | "inactive") {
-        Status::Pass
-    } else {
-        Status::Fail
-    };
+    let status =
+        Status::pass_if(enabled == "enabled" && matches!(active.as_str(), "active" | "inactive"));
     Check::new(NAME, status, format!("mvla.service {enabled}, {active}")).with(figures)
 }
 
@@ -280,11 +288,7 @@ fn check_disk(config: &Config, min_free_gib: f64) -> Check {
             let free_gib = free / f64::from(1u32 << 30);
             let figures =
                 json!({ "dir": record.dir, "free_gib": free_gib, "min_free_gib": min_free_gib });
-            let status = if free_gib >= min_free_gib {
-                Status::Pass
-            } else {
-                Status::Fail
-            };
+            let status = Status::pass_if(free_gib >= min_free_gib);
             Check::new(
                 NAME,
                 status,
@@ -451,11 +455,7 @@ fn check_camera(config: &Config, frames: usize, service_running: bool) -> (Check
     // Below 80 % of the configured rate the camera is not delivering what
     // the service was configured for (USB bandwidth, exposure too long).
     let slow = fps < 0.8 * f64::from(v4l2.fps);
-    let status = if monotonic && !slow {
-        Status::Pass
-    } else {
-        Status::Fail
-    };
+    let status = Status::pass_if(monotonic && !slow);
     let mut detail = format!(
         "{describe}: {:.1} fps over {} frames, {dropped} dropped",
         fps,
@@ -589,57 +589,41 @@ fn check_kernels(config: &Config, gpu: Option<&cuda::GpuInfo>, live: &[Frame]) -
             continue;
         }
         let order = f.order;
+        let cache = config.ptx_cache_dir.as_deref();
+        let mut report = |what: &str, run: Result<usize, cuda::CudaError>| match run {
+            Ok(0) => {}
+            Ok(n) => problems.push(format!("{:?} {what}: {n} elements differ", f.format)),
+            Err(e) => problems.push(format!("{:?} {what}: {e}", f.format)),
+        };
+        // fp32: the CPU twin's bits exactly.
         let mut got = vec![0f32; want.len()];
-        let fp32 = CudaPreprocessor::new(
-            spec,
-            f.width,
-            f.height,
-            f.format,
-            config.ptx_cache_dir.as_deref(),
-        )
-        .and_then(|mut g| g.run_to_host(&f.data, order, &mut got));
-        match fp32 {
-            Ok(()) => {
-                let diff = got
-                    .iter()
+        let fp32 = CudaPreprocessor::new(spec, f.width, f.height, f.format, cache)
+            .and_then(|mut g| g.run_to_host(&f.data, order, &mut got))
+            .map(|()| {
+                got.iter()
                     .zip(&want)
                     .filter(|(g, w)| g.to_bits() != w.to_bits())
-                    .count();
-                if diff > 0 {
-                    problems.push(format!(
-                        "{:?} fp32: {diff} elements differ from the CPU twin",
-                        f.format
-                    ));
-                }
-            }
-            Err(e) => problems.push(format!("{:?} fp32: {e}", f.format)),
-        }
+                    .count()
+            });
+        report("fp32 vs the CPU twin", fp32);
+        // fp16: the correctly rounded CPU twin value.
         let mut bits = vec![0u16; want.len()];
         let fp16 = CudaPreprocessor::with_precision(
             spec,
             f.width,
             f.height,
             f.format,
-            config.ptx_cache_dir.as_deref(),
+            cache,
             OutputPrecision::F16,
         )
-        .and_then(|mut g| g.run_to_host_f16_bits(&f.data, order, &mut bits));
-        match fp16 {
-            Ok(()) => {
-                let diff = bits
-                    .iter()
-                    .zip(&want)
-                    .filter(|(b, w)| **b != half::f16::from_f32(**w).to_bits())
-                    .count();
-                if diff > 0 {
-                    problems.push(format!(
-                        "{:?} fp16: {diff} elements not the correctly rounded CPU twin value",
-                        f.format
-                    ));
-                }
-            }
-            Err(e) => problems.push(format!("{:?} fp16: {e}", f.format)),
-        }
+        .and_then(|mut g| g.run_to_host_f16_bits(&f.data, order, &mut bits))
+        .map(|()| {
+            bits.iter()
+                .zip(&want)
+                .filter(|(b, w)| **b != half::f16::from_f32(**w).to_bits())
+                .count()
+        });
+        report("fp16 vs the correctly rounded CPU twin", fp16);
         compared += 1;
     }
     let figures =
@@ -774,11 +758,7 @@ fn check_gpu_chain(config: &Config, engines_ok: bool, steps: usize) -> Check {
         Ok(r) => {
             // The team's target (UPSTREAM §4): inference < 200 ms.
             let budget_ms = config.budget.as_secs_f64() * 1000.0;
-            let status = if r.step_total.p99_ms <= budget_ms {
-                Status::Pass
-            } else {
-                Status::Fail
-            };
+            let status = Status::pass_if(r.step_total.p99_ms <= budget_ms);
             Check::new(
                 NAME,
                 status,

@@ -18,7 +18,7 @@ use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 use sha2::{Digest, Sha256};
 
 use super::kernels::{ptx_float_semantics_violations, KernelSource, KERNELS};
-use super::launch::{Buffer, KernelArg, Launch, LaunchPlan};
+use super::launch::{Buffer, KernelArg, Launch, LaunchPlan, TABLES};
 use super::{ChannelOrder, FrameRef, InputFormat, PreprocessError, PreprocessSpec, Preprocessor};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,15 +54,7 @@ pub fn driver_present() -> bool {
     unsafe { cudarc::driver::sys::is_culib_present() }
 }
 
-/// The GPU the preprocessing would run on (device 0), for `mvla doctor`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct GpuInfo {
-    pub name: String,
-    pub compute_capability: (u32, u32),
-    /// The driver's CUDA version, e.g. "12.6".
-    pub driver_cuda_version: String,
-    pub memory_mib: usize,
-}
+pub use super::GpuInfo;
 
 pub fn gpu_info() -> Result<GpuInfo, CudaError> {
     if !driver_present() {
@@ -204,15 +196,6 @@ pub struct CudaPreprocessor {
     precision: OutputPrecision,
     host_out16: Vec<u16>,
 }
-
-const TABLES: [Buffer; 6] = [
-    Buffer::HorizontalStart,
-    Buffer::HorizontalLen,
-    Buffer::HorizontalWeights,
-    Buffer::VerticalStart,
-    Buffer::VerticalLen,
-    Buffer::VerticalWeights,
-];
 
 fn config(launch: Launch) -> LaunchConfig {
     LaunchConfig {
@@ -397,10 +380,7 @@ impl CudaPreprocessor {
                     Buffer::OutputF32 => b.arg(&self.out32),
                     Buffer::OutputF16 => b.arg(&self.out16),
                     table => {
-                        let i = TABLES
-                            .iter()
-                            .position(|t| t == table)
-                            .expect("every other buffer is a table");
+                        let i = table.table_index().expect("every other buffer is a table");
                         b.arg(&self.tables[i])
                     }
                 },

@@ -10,14 +10,7 @@ pub enum CudaError {
     NotCompiled,
 }
 
-/// The GPU the preprocessing would run on (never known without the feature).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct GpuInfo {
-    pub name: String,
-    pub compute_capability: (u32, u32),
-    pub driver_cuda_version: String,
-    pub memory_mib: usize,
-}
+pub use super::GpuInfo;
 
 pub fn gpu_info() -> Result<GpuInfo, CudaError> {
     Err(CudaError::NotCompiled)

@@ -11,7 +11,9 @@
 
 use std::ffi::c_void;
 
-use super::launch::{Buffer, KernelArg, Launch, LaunchPlan, LaunchPlanError, OutputPrecision};
+use super::launch::{
+    Buffer, KernelArg, Launch, LaunchPlan, LaunchPlanError, OutputPrecision, TABLES,
+};
 use super::{ChannelOrder, FrameRef, InputFormat, PreprocessError, PreprocessSpec, Preprocessor};
 
 extern "C" {
@@ -88,15 +90,6 @@ pub struct EmulatedKernels {
     out32: Vec<f32>,
     out16: Vec<u16>,
 }
-
-const TABLES: [Buffer; 6] = [
-    Buffer::HorizontalStart,
-    Buffer::HorizontalLen,
-    Buffer::HorizontalWeights,
-    Buffer::VerticalStart,
-    Buffer::VerticalLen,
-    Buffer::VerticalWeights,
-];
 
 impl EmulatedKernels {
     pub fn new(
@@ -265,10 +258,7 @@ impl EmulatedKernels {
             Buffer::OutputF32 => self.out32.as_mut_ptr().cast(),
             Buffer::OutputF16 => self.out16.as_mut_ptr().cast(),
             table => {
-                let i = TABLES
-                    .iter()
-                    .position(|&t| t == table)
-                    .expect("every other buffer is a table");
+                let i = table.table_index().expect("every other buffer is a table");
                 self.tables[i].as_mut_ptr().cast()
             }
         }

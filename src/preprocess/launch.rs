@@ -52,6 +52,23 @@ pub enum KernelArg {
     F32(f32),
 }
 
+/// The coefficient-table buffers, in a fixed order (uploaded once per plan).
+pub const TABLES: [Buffer; 6] = [
+    Buffer::HorizontalStart,
+    Buffer::HorizontalLen,
+    Buffer::HorizontalWeights,
+    Buffer::VerticalStart,
+    Buffer::VerticalLen,
+    Buffer::VerticalWeights,
+];
+
+impl Buffer {
+    /// Position of a table buffer in [`TABLES`]; None for the other buffers.
+    pub fn table_index(self) -> Option<usize> {
+        TABLES.iter().position(|&t| t == self)
+    }
+}
+
 /// Grid and block of one launch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Launch {

@@ -22,6 +22,17 @@ pub mod cuda;
 #[path = "cuda_disabled.rs"]
 pub mod cuda;
 
+/// The GPU the CUDA preprocessing runs on (device 0), as `cuda::gpu_info`
+/// reports it for `mvla doctor`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GpuInfo {
+    pub name: String,
+    pub compute_capability: (u32, u32),
+    /// The driver's CUDA version, e.g. "12.6".
+    pub driver_cuda_version: String,
+    pub memory_mib: usize,
+}
+
 /// Frame buffer layouts: packed pixels, or raw camera layouts that the GPU
 /// kernels decode themselves (the CPU path converts them like OpenCV first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
