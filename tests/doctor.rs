@@ -162,3 +162,45 @@ fn hardware_tests_are_listed_with_their_commands() {
         }
     }
 }
+
+/// A config whose SLCAN port is the in-tree board emulator's pty.
+fn slcan_config(port: &std::path::Path) -> mvla::config::Config {
+    let f = fixtures();
+    let text = format!(
+        "[model]\ndir = \"{}\"\n[capture]\nsource = \"replay\"\n[capture.replay]\nepisodes = [\"{}\"]\n\
+         [motor]\nlink = \"slcan\"\n[motor.slcan]\nport = \"{}\"\nreply_timeout_ms = 50\n",
+        f.join("tiny_model").display(),
+        f.join("episodes").display(),
+        port.display()
+    );
+    mvla::config::Config::from_toml(&text, "doctor link test", std::path::Path::new(".")).unwrap()
+}
+
+#[test]
+fn link_check_opens_the_adapter_and_sends_only_stop_frames() {
+    use mvla::control::calib::Calibration;
+    use mvla::doctor::{run, DoctorOptions, Status};
+    use mvla::drive::emulator::{BoardEmulator, Fault};
+
+    let emu = BoardEmulator::start(Calibration::serbot()).unwrap();
+    let report = run(&slcan_config(emu.port_path()), &DoctorOptions::default());
+    let link = report.checks.iter().find(|c| c.name == "link").unwrap();
+    assert_eq!(link.status, Status::Pass, "{}", link.detail);
+    let s = emu.snapshot();
+    // The runtime's open sequence, then stop frames only: the robot never moves.
+    let cmds: Vec<&[u8]> = s.commands.iter().map(|c| c.command.as_slice()).collect();
+    assert_eq!(&cmds[..3], &[&b"C"[..], b"S6", b"O"]);
+    assert_eq!(s.wheel_frames.len(), 5);
+    assert!(s
+        .wheel_frames
+        .iter()
+        .all(|(_, w)| *w == mvla::drive::STOP_WHEELS));
+
+    // An adapter that answers BEL fails the check, naming the reason.
+    let emu = BoardEmulator::start(Calibration::serbot()).unwrap();
+    emu.set_fault(Fault::BelReplies);
+    let report = run(&slcan_config(emu.port_path()), &DoctorOptions::default());
+    let link = report.checks.iter().find(|c| c.name == "link").unwrap();
+    assert_eq!(link.status, Status::Fail, "{}", link.detail);
+    assert!(!report.ok);
+}
