@@ -43,6 +43,15 @@ enum Kernel {
     Vertical = 1,
 }
 
+impl Kernel {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Horizontal => "mvla_resample_horizontal",
+            Self::Vertical => "mvla_resample_vertical_normalize",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EmulationError {
     #[error(transparent)]
@@ -198,10 +207,7 @@ impl EmulatedKernels {
         let takes = unsafe { mvla_emu_arity(kernel as i32) };
         if usize::try_from(takes).ok() != Some(args.len()) {
             return Err(EmulationError::Arity {
-                kernel: match kernel {
-                    Kernel::Horizontal => "horizontal",
-                    Kernel::Vertical => "vertical",
-                },
+                kernel: kernel.name(),
                 given: args.len(),
                 takes,
             });
@@ -247,7 +253,14 @@ impl EmulatedKernels {
                 self.schedule.seed,
             )
         };
-        debug_assert_eq!(rc, 0, "arity and kernel id were checked");
+        if rc != 0 {
+            // Only a bad kernel id or argument count makes the launcher refuse.
+            return Err(EmulationError::Arity {
+                kernel: kernel.name(),
+                given: args.len(),
+                takes,
+            });
+        }
         Ok(())
     }
 
