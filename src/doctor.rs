@@ -658,6 +658,8 @@ fn check_realtime(config: &Config) -> Check {
         Ok(()) => "ok".to_string(),
         Err(e) => format!("refused ({e})"),
     };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
     let mut problems = Vec::new();
     let mut notes = Vec::new();
     let fifo_text = format!("SCHED_FIFO {probe_priority} {}", outcome(&fifo));
@@ -665,8 +667,13 @@ fn check_realtime(config: &Config) -> Check {
     if priority == 0 {
         notes.push(format!("realtime_priority = 0 (not used): {fifo_text}"));
     } else if fifo.is_err() {
+        let hint = if euid == 0 {
+            "refused even to root: the kernel or this cgroup allows no real-time time (cpu.rt_runtime_us)"
+        } else {
+            "the unit grants CAP_SYS_NICE: run as root, and see the systemd check"
+        };
         problems.push(format!(
-            "{fifo_text}; RLIMIT_RTPRIO {} (the unit grants CAP_SYS_NICE: run as root or see the systemd check)",
+            "{fifo_text}; RLIMIT_RTPRIO {} ({hint})",
             show(rtprio)
         ));
     } else {
@@ -682,8 +689,6 @@ fn check_realtime(config: &Config) -> Check {
     } else {
         notes.push(mlock_text);
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
     let figures = json!({ "realtime_priority": priority, "lock_memory": config.lock_memory,
         "sched_fifo_probe_priority": probe_priority, "sched_fifo_ok": fifo.is_ok(),
         "mlock_ok": mlock.is_ok(), "rlimit_rtprio": show(rtprio),
