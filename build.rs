@@ -85,9 +85,41 @@ fn build_kernel_emulation() {
     build.compile("mvla_kernel_emulation");
 }
 
+/// The commit the binary is built from, as `MVLA_GIT_COMMIT` for `mvla
+/// doctor`'s report (a robot has no checkout to ask later). Nothing is set
+/// outside a git checkout (a source tarball): the report then says "unknown".
+/// Uncommitted changes are not detected: this script does not rerun on every
+/// source edit, so a "dirty" flag would go stale.
+fn emit_git_commit() {
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git").args(args).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let Some(commit) = git(&["rev-parse", "HEAD"]) else {
+        return;
+    };
+    // Rerun when HEAD moves: HEAD itself (checkout), the branch it names
+    // (commit) and packed-refs (after `git gc`). Only existing files: cargo
+    // reruns a script every build when a watched path is missing.
+    let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for name in watched {
+        if let Some(path) = git(&["rev-parse", "--git-path", &name]) {
+            if Path::new(&path).is_file() {
+                println!("cargo:rerun-if-changed={path}");
+            }
+        }
+    }
+    println!("cargo:rustc-env=MVLA_GIT_COMMIT={commit}");
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/policy/tensorrt/shim.cpp");
+    emit_git_commit();
     build_kernel_emulation();
     if env::var_os("CARGO_FEATURE_TENSORRT").is_none() {
         return;

@@ -149,19 +149,30 @@ enum Command {
     },
     /// On-robot acceptance checks: run after installing, after any change.
     ///
-    /// Checks, each pass / FAIL / skip with the reason: systemd unit state,
-    /// free disk for recordings, real-time scheduling and memory locking,
-    /// camera (format, measured fps, timestamp monotonicity, dropped frames),
-    /// CUDA driver, NVRTC (kernels compile, float semantics as the CPU twin),
-    /// the CUDA kernels vs the CPU twin bit for bit (live frames when a camera
-    /// is configured), TensorRT, engines + parity record (`--build` builds and
-    /// gates them first), GPU chain latency, and the SLCAN adapter (open
-    /// sequence, stop frames only: the robot never moves). Uses the same
-    /// `--config` as `mvla run`. Without the hardware the hardware checks are
-    /// skipped with the reason; `--require` makes named skips failures.
-    /// Exit 0 when nothing failed, 1 when a check failed, 2 on bad input.
-    /// The JSON report is also written to `--report-dir` or the config's
-    /// `[record] dir`.
+    /// Checks, each pass / FAIL / skip with the reason: systemd (unit enabled,
+    /// not failed, started with this --config, granted real-time priority and
+    /// memory locking), disk (free space for recordings), realtime
+    /// (SCHED_FIFO and mlock for this user, rlimits), camera (formats offered,
+    /// measured fps, timestamp monotonicity, dropped frames), cuda (driver,
+    /// GPU), nvrtc (kernels compile, float semantics as the CPU twin), kernels
+    /// (GPU vs CPU twin on live or synthetic frames, max abs diff; fails above
+    /// 1e-6), tensorrt (version), engines (present for this TensorRT/GPU/
+    /// precision, parity record passes; --build builds and gates them first),
+    /// gpu_chain (the `mvla bench --backend tensorrt` chain, p99 vs
+    /// budget_ms), link (SLCAN open sequence, then stop frames only: the
+    /// robot never moves).
+    ///
+    /// Uses the same --config as `mvla run`; stop the service first (it holds
+    /// the camera and the adapter). Without the hardware the hardware checks
+    /// are skipped with the reason; --require (or --strict) turns skips into
+    /// failures, so on the robot:
+    ///
+    ///   mvla doctor --config /etc/mvla/robot.toml --strict
+    ///
+    /// Exit 0 when nothing failed, 1 when a check failed, 2 on bad arguments
+    /// or config. The JSON report (versions, figures) is also written as
+    /// doctor_<UTC time>.json to --report-dir or the config's [record] dir.
+    /// The repository's hardware-only tests: --list-hardware-tests.
     Doctor {
         /// TOML configuration (the one the service uses); default: built-in.
         #[arg(long)]
@@ -169,17 +180,23 @@ enum Command {
         /// Print the JSON report instead of the table.
         #[arg(long)]
         json: bool,
-        /// Checks that must not be skipped, comma-separated (on the robot:
-        /// `--require camera,cuda,nvrtc,kernels,tensorrt,engines,gpu_chain,link,realtime,systemd`).
+        /// Checks that must not be skipped, comma-separated check names or
+        /// groups: gpu (cuda,nvrtc,kernels), hardware (camera, cuda, nvrtc,
+        /// kernels, tensorrt, engines, gpu_chain, link), all.
         #[arg(long, value_delimiter = ',')]
         require: Vec<String>,
-        /// Free space the recordings directory needs, GiB.
-        #[arg(long, default_value_t = 2.0)]
+        /// Every check must run (= --require all): the robot's acceptance.
+        #[arg(long)]
+        strict: bool,
+        /// Free space the recordings directory needs, GiB (an episode is ~50 MB).
+        #[arg(long, default_value_t = mvla::doctor::DEFAULT_MIN_FREE_GIB)]
         min_free_gib: f64,
-        /// Where to write the JSON report (default: the config's `[record] dir`).
+        /// Where to write the JSON report (default: the config's `[record]
+        /// dir`); the disk check measures it when the config records nowhere.
         #[arg(long)]
         report_dir: Option<PathBuf>,
-        /// Build (or reuse) and parity-gate the TensorRT engines first, like `mvla engine build`.
+        /// Build (or reuse) and parity-gate the TensorRT engines first, like
+        /// `mvla engine build` (minutes on the robot).
         #[arg(long)]
         build: bool,
         /// List the repository's hardware-only tests and how to run them, then exit.
@@ -910,10 +927,12 @@ fn cmd_engine_build(
 }
 
 /// `mvla doctor`: see `mvla::doctor`.
+#[allow(clippy::too_many_arguments)]
 fn cmd_doctor(
     config_path: Option<&Path>,
     json: bool,
     require: Vec<String>,
+    strict: bool,
     min_free_gib: f64,
     report_dir: Option<PathBuf>,
     build: bool,
@@ -925,14 +944,11 @@ fn cmd_doctor(
         }
         return Ok(0);
     }
-    for r in &require {
-        if !mvla::doctor::CHECKS.contains(&r.as_str()) {
-            bail!(BadInput(format!(
-                "--require {r}: no such check (checks: {})",
-                mvla::doctor::CHECKS.join(", ")
-            )));
-        }
+    let mut require = require;
+    if strict {
+        require.push("all".into());
     }
+    let require = mvla::doctor::expand_require(&require).map_err(BadInput)?;
     if !(min_free_gib.is_finite() && min_free_gib >= 0.0) {
         bail!(BadInput(format!(
             "--min-free-gib {min_free_gib}: must be a finite number >= 0"
@@ -942,38 +958,17 @@ fn cmd_doctor(
         Some(path) => mvla::config::Config::load(path).map_err(|e| BadInput(e.to_string()))?,
         None => mvla::config::Config::builtin_default(),
     };
-    if build {
-        let precision_arg = match config.precision {
-            mvla::policy::engine::Precision::Fp16 => PrecisionArg::Fp16,
-            mvla::policy::engine::Precision::Fp32 => PrecisionArg::Fp32,
-        };
-        let defaults = mvla::policy::engine::BuildOptions::default();
-        let code = cmd_engine_build(
-            &config.model_dir,
-            Some(&config.engine_dir),
-            precision_arg,
-            defaults.workspace_bytes >> 20,
-            !defaults.half_pixel_input,
-            defaults.parity_frames,
-            false,
-            false,
-        )?;
-        if code != 0 {
-            return Ok(code);
-        }
-    }
     let options = mvla::doctor::DoctorOptions {
-        config_source: config_path
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "built-in default".into()),
-        require,
+        config_path: config_path.map(Path::to_path_buf),
+        require: require.into_iter().map(String::from).collect(),
         min_free_gib,
+        report_dir,
+        build,
         ..Default::default()
     };
     let report = mvla::doctor::run(&config, &options);
-    let dir = report_dir.or_else(|| config.record.as_ref().map(|r| r.dir.clone()));
-    let written = match &dir {
-        Some(d) => match mvla::doctor::write_report(&report, d) {
+    let written = match options.report_dir(&config) {
+        Some(d) => match mvla::doctor::write_report(&report, &d) {
             Ok(p) => format!("report: {}", p.display()),
             Err(e) => format!("report NOT written to {}: {e}", d.display()),
         },
@@ -1024,6 +1019,7 @@ fn main() -> ExitCode {
             config,
             json,
             require,
+            strict,
             min_free_gib,
             report_dir,
             build,
@@ -1032,6 +1028,7 @@ fn main() -> ExitCode {
             config.as_deref(),
             json,
             require,
+            strict,
             min_free_gib,
             report_dir,
             build,

@@ -35,10 +35,27 @@ fn config_with_record_dir(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {report}"))
+}
+
 #[test]
 fn default_config_exits_0_with_every_check_reported_and_hardware_skipped() {
-    let (code, stdout, _) = doctor(&["--json"]);
-    assert_eq!(code, 0, "{stdout}");
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = doctor(&[
+        "--json",
+        "--report-dir",
+        tmp.path().to_str().unwrap(),
+        // The disk check must run, not pass on whatever the CI disk has free.
+        "--min-free-gib",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
     let checks = report["checks"].as_array().unwrap();
     let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
@@ -48,13 +65,56 @@ fn default_config_exits_0_with_every_check_reported_and_hardware_skipped() {
         assert!(["pass", "fail", "skip"].contains(&status), "{c}");
         assert!(!c["detail"].as_str().unwrap().is_empty(), "{c}");
     }
-    // The default config replays episodes through an emulated board: no camera, no adapter.
-    for name in ["camera", "link"] {
-        let c = checks.iter().find(|c| c["name"] == name).unwrap();
-        assert_eq!(c["status"], "skip", "{c}");
+    // No camera, GPU, TensorRT or adapter here (nvrtc may compile when the
+    // library is installed, without a GPU): skipped, each saying why.
+    for name in [
+        "camera",
+        "cuda",
+        "kernels",
+        "tensorrt",
+        "engines",
+        "gpu_chain",
+        "link",
+    ] {
+        assert_eq!(check(&report, name)["status"], "skip", "{name}");
     }
+    assert!(check(&report, "camera")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("replay"));
+    assert!(check(&report, "link")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("emulator"));
+    // Disk and real-time checks run on any machine.
+    assert_eq!(check(&report, "disk")["status"], "pass");
+    assert!(
+        check(&report, "disk")["figures"]["free_gib"]
+            .as_f64()
+            .unwrap()
+            >= 0.0
+    );
+    // The default config asks for no real-time priority: probed, cannot fail.
+    let rt = check(&report, "realtime");
+    assert_eq!(rt["status"], "pass", "{rt}");
+    assert!(rt["figures"]["sched_fifo_ok"].is_boolean(), "{rt}");
+    assert!(rt["figures"]["rlimit_memlock_bytes"].is_string(), "{rt}");
     assert_eq!(report["ok"], true);
+    assert_eq!(report["versions"]["mvla"], env!("CARGO_PKG_VERSION"));
+    assert!(report["utc"].as_str().unwrap().ends_with('Z'));
     assert!(!report["hardware_tests"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn the_table_fits_80_columns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = doctor(&["--report-dir", tmp.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}");
+    for line in stdout.lines() {
+        // Single words longer than a line (paths) may overflow; nothing here has one.
+        assert!(line.chars().count() <= 80, "{} columns: {line}", line.len());
+    }
+    assert!(stdout.contains("result: ok"), "{stdout}");
 }
 
 #[test]
@@ -65,7 +125,54 @@ fn a_required_check_that_was_skipped_fails_the_run() {
         stdout.contains("FAIL  camera     required but skipped"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("FAIL  link       required but skipped"),
+        "{stdout}"
+    );
     assert!(stdout.contains("result: FAILED"), "{stdout}");
+}
+
+#[test]
+fn require_gpu_without_a_gpu_fails_naming_the_check() {
+    let (code, stdout, _) = doctor(&["--require", "gpu"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("FAIL  cuda       required but skipped"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL  kernels    required but skipped"),
+        "{stdout}"
+    );
+    // Checks outside the group keep their skip.
+    assert!(stdout.contains("skip  camera"), "{stdout}");
+    // --strict: every check must run.
+    let (code, stdout, _) = doctor(&["--strict", "--json"]);
+    assert_eq!(code, 1, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["status"] != "skip"));
+}
+
+#[test]
+fn build_without_tensorrt_fails_the_engines_check_and_keeps_the_json_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = doctor(&[
+        "--build",
+        "--json",
+        "--report-dir",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is the JSON only");
+    let engines = check(&report, "engines");
+    assert_eq!(engines["status"], "fail", "{engines}");
+    assert!(engines["detail"].as_str().unwrap().contains("--build"));
+    // The report is still written when the build cannot run.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
 }
 
 #[test]
@@ -107,26 +214,45 @@ fn report_dir_receives_a_json_report_with_every_check() {
     let dir = tmp.path().join("reports");
     let (code, _, stderr) = doctor(&["--report-dir", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
-    let file = std::fs::read_dir(&dir)
+    let files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    // doctor_YYYYmmdd_HHMMSS.json (UTC), complete (no temporary file left).
+    let name = files[0].file_name().unwrap().to_str().unwrap();
+    let stamp = name
+        .strip_prefix("doctor_")
+        .and_then(|n| n.strip_suffix(".json"))
+        .unwrap_or_else(|| panic!("{name}"));
+    assert_eq!(stamp.len(), 15, "{name}");
+    assert_eq!(&stamp[8..9], "_", "{name}");
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
     assert_eq!(
         report["checks"].as_array().unwrap().len(),
         mvla::doctor::CHECKS.len()
     );
+    assert!(report["versions"].is_object());
     assert!(stderr.contains("report: "), "{stderr}");
+    // A second run in the same second does not replace the first report.
+    let (code, _, _) = doctor(&["--report-dir", dir.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+}
+
+#[test]
+fn without_a_report_dir_it_says_where_the_report_was_not_written() {
+    let (code, _, stderr) = doctor(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("report not written"), "{stderr}");
 }
 
 #[test]
 fn bad_arguments_and_configs_exit_2() {
     let (code, _, stderr) = doctor(&["--require", "warp_drive"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("no such check"), "{stderr}");
+    assert!(stderr.contains("no such check or group"), "{stderr}");
     let (code, _, stderr) = doctor(&["--min-free-gib", "NaN"]);
     assert_eq!(code, 2, "{stderr}");
     let tmp = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@
 //! conversion (`convert.rs`). With a camera: the ignored test in
 //! `tests/camera_v4l2.rs` (command in the README).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,6 +72,58 @@ fn fourcc_text(f: &[u8; 4]) -> String {
     String::from_utf8_lossy(f).into_owned()
 }
 
+/// What a camera offers, one `FOURCC [WxH ...]` per format, `; `-separated.
+pub fn describe_offers(offers: &[Offer]) -> String {
+    offers
+        .iter()
+        .map(|o| {
+            let sizes = if o.sizes.is_empty() {
+                "any size".to_string()
+            } else {
+                o.sizes
+                    .iter()
+                    .map(|(w, h)| format!("{w}x{h}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            format!("{} [{}]", fourcc_text(&o.fourcc), sizes)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The formats and discrete frame sizes the device at `path` offers (what
+/// `open` negotiates from; `mvla doctor` reports it).
+pub fn list_offers(path: &Path) -> Result<Vec<Offer>, CaptureError> {
+    let shown = path.display().to_string();
+    let dev =
+        Device::with_path(path).map_err(|e| CaptureError::Disconnected(format!("{shown}: {e}")))?;
+    device_offers(&dev, &shown)
+}
+
+fn device_offers(dev: &Device, shown: &str) -> Result<Vec<Offer>, CaptureError> {
+    let mut offers = Vec::new();
+    for desc in dev
+        .enum_formats()
+        .map_err(|e| CaptureError::Config(format!("{shown}: cannot list formats: {e}")))?
+    {
+        let sizes = dev
+            .enum_framesizes(desc.fourcc)
+            .map(|list| {
+                list.into_iter()
+                    .flat_map(|fs| fs.size.to_discrete())
+                    .map(|d| (d.width, d.height))
+                    .collect()
+            })
+            .unwrap_or_default();
+        offers.push(Offer {
+            fourcc: desc.fourcc.repr,
+            sizes,
+        });
+    }
+    Ok(offers)
+}
+
 /// Pick the requested format and size from what the camera offers, or
 /// explain what it offers instead. An empty size list means "any size".
 pub fn choose_format(
@@ -81,24 +133,7 @@ pub fn choose_format(
     height: u32,
 ) -> Result<(), String> {
     let want = format.fourcc();
-    let describe = || {
-        offers
-            .iter()
-            .map(|o| {
-                let sizes = if o.sizes.is_empty() {
-                    "any size".to_string()
-                } else {
-                    o.sizes
-                        .iter()
-                        .map(|(w, h)| format!("{w}x{h}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                };
-                format!("{} [{}]", fourcc_text(&o.fourcc), sizes)
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
+    let describe = || describe_offers(offers);
     let Some(offer) = offers.iter().find(|o| o.fourcc == want) else {
         return Err(format!(
             "camera does not offer {}; it offers: {}",
@@ -184,25 +219,7 @@ impl V4l2Source {
         let shown = c.device.display().to_string();
         let dev = Device::with_path(&c.device)
             .map_err(|e| CaptureError::Disconnected(format!("{shown}: {e}")))?;
-        let mut offers = Vec::new();
-        for desc in dev
-            .enum_formats()
-            .map_err(|e| CaptureError::Config(format!("{shown}: cannot list formats: {e}")))?
-        {
-            let sizes = dev
-                .enum_framesizes(desc.fourcc)
-                .map(|list| {
-                    list.into_iter()
-                        .flat_map(|fs| fs.size.to_discrete())
-                        .map(|d| (d.width, d.height))
-                        .collect()
-                })
-                .unwrap_or_default();
-            offers.push(Offer {
-                fourcc: desc.fourcc.repr,
-                sizes,
-            });
-        }
+        let offers = device_offers(&dev, &shown)?;
         choose_format(&offers, c.format, c.width, c.height)
             .map_err(|m| CaptureError::Config(format!("{shown}: {m}")))?;
         let mut fmt = dev
