@@ -68,6 +68,13 @@ AXES_INPUT = {"Slice": 3, "Squeeze": 1, "Unsqueeze": 1, "ReduceL2": 1, "ReduceMe
               "ReduceSum": 1, "ReduceMax": 1, "ReduceMin": 1, "ReduceProd": 1}
 
 
+# Where's data operands start at input 1 (input 0 is the BOOL condition).
+DATA_FROM = {"Where": 1}
+# Index, shape and mask operands (Gather indices, Slice starts, Reshape shape,
+# Shape's output, comparison outputs...): TensorRT 10 runs these natively.
+INDEX_TYPES = {"INT32", "INT64", "BOOL"}
+
+
 def load_table() -> dict:
     return json.loads(TABLE.read_text())
 
@@ -132,7 +139,16 @@ def audit_graph(path: Path, table: dict) -> dict:
             problems.append(f"{name}: {op} is not supported by TensorRT 10's ONNX parser")
             continue
         s["restrictions"] = entry.get("restrictions") or None
-        probe = next((i for i in node.input if i), None) or (node.output[0] if node.output else None)
+        # The dtype the op runs in: its first data operand (Where: X, not the
+        # condition; Constant/ConstantOfShape: the output), checked strictly.
+        # Every other operand (inputs and outputs: Cast's target type, the
+        # other data inputs) must be a supported type too, or an index/shape/
+        # mask type (INT32, INT64, BOOL), which TensorRT 10 runs natively.
+        data = [i for k, i in enumerate(node.input) if i and k >= DATA_FROM.get(op, 0)]
+        if op in ("Constant", "ConstantOfShape") or not data:
+            data = [o for o in node.output[:1] if o]
+        operands = [t for t in list(node.input) + list(node.output) if t]
+        probe = data[0] if data else None
         if probe is not None and probe in types:
             tname = TYPE_NAMES.get(types[probe], f"type {types[probe]}")
             s["dtypes"].add(tname)
@@ -140,6 +156,12 @@ def audit_graph(path: Path, table: dict) -> dict:
                 problems.append(f"{name}: runs in {tname}, TensorRT 10 supports {', '.join(entry['types'])}")
         elif probe is not None:
             notes.append(f"{name}: dtype of {probe!r} unknown after shape inference")
+        for t in operands:
+            if t not in types or (probe in types and types[t] == types[probe]):
+                continue  # unknown, or already reported as the type it runs in
+            tname = TYPE_NAMES.get(types[t], f"type {types[t]}")
+            if entry["types"] and tname not in entry["types"] and tname not in INDEX_TYPES:
+                problems.append(f"{name}: operand {t} is {tname}, TensorRT 10 supports {', '.join(entry['types'])}")
         # Restrictions the graph shows.
         if op in AXES_INPUT and len(node.input) > AXES_INPUT[op] and node.input[AXES_INPUT[op]]:
             axes = node.input[AXES_INPUT[op]]

@@ -55,6 +55,18 @@ def main():
             [helper.make_tensor_value_info("a", TensorProto.INT8, [4])],
             [helper.make_tensor_value_info("c", TensorProto.INT8, [4])]),
             "abs8 [Abs]: runs in INT8"),
+        "unsupported dtype in a later operand": (graph(
+            [helper.make_node("Where", ["c", "a", "b"], ["d"], name="where8")],
+            [helper.make_tensor_value_info("c", TensorProto.BOOL, [4]),
+             helper.make_tensor_value_info("a", TensorProto.INT8, [4]),
+             helper.make_tensor_value_info("b", TensorProto.INT8, [4])],
+            [helper.make_tensor_value_info("d", TensorProto.INT8, [4])]),
+            "where8 [Where]: runs in INT8"),
+        "unsupported output dtype": (graph(
+            [helper.make_node("Cast", ["a"], ["c"], name="cast8", to=TensorProto.INT8)],
+            [helper.make_tensor_value_info("a", TensorProto.FLOAT, [4])],
+            [helper.make_tensor_value_info("c", TensorProto.INT8, [4])]),
+            "cast8 [Cast]: operand c is INT8"),
         "axes not constant": (graph(
             [helper.make_node("Squeeze", ["a", "axes"], ["c"], name="sq")],
             [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 4]),
