@@ -57,10 +57,48 @@ pub struct RawModel {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCapture {
-    /// "replay" or "v4l2".
+    /// "replay", "v4l2" or "sim".
     pub source: String,
     pub replay: Option<RawReplay>,
     pub v4l2: Option<RawV4l2>,
+    pub sim: Option<RawSim>,
+}
+
+/// `[capture.sim]`: the simulator's camera on a simulated base (needs `[motor] link = "emulator"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSim {
+    /// Scenario name, e.g. "1box_hori_left_core_medium" (`mvla sim list`).
+    pub scenario: String,
+    #[serde(default)]
+    pub seed: u64,
+    /// Extra scenario family files (TOML) besides the built-in ones.
+    #[serde(default)]
+    pub scenario_files: Vec<PathBuf>,
+    #[serde(default = "default_sim_fps")]
+    pub fps: f64,
+    #[serde(default = "default_sim_width")]
+    pub width: u32,
+    #[serde(default = "default_sim_height")]
+    pub height: u32,
+    /// "BGR", "YUYV" or "NV12".
+    #[serde(default = "default_sim_format")]
+    pub pixel_format: String,
+    /// Rotation the runtime applies to the frames; default: the model's camera_rotation_deg.
+    pub rotation_deg: Option<u32>,
+}
+
+fn default_sim_fps() -> f64 {
+    15.0
+}
+fn default_sim_width() -> u32 {
+    1280
+}
+fn default_sim_height() -> u32 {
+    720
+}
+fn default_sim_format() -> String {
+    "BGR".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -287,6 +325,21 @@ pub enum CaptureConfig {
         /// None: use the model's camera rotation.
         rotation_override: Option<Rotation>,
     },
+    Sim(SimCaptureConfig),
+}
+
+/// The validated `[capture.sim]`.
+#[derive(Debug, Clone)]
+pub struct SimCaptureConfig {
+    pub scenario: String,
+    pub seed: u64,
+    pub catalogue: crate::sim::world::Catalogue,
+    pub fps: f64,
+    pub width: usize,
+    pub height: usize,
+    pub layout: crate::sim::render::PixelLayout,
+    /// None: use the model's camera rotation.
+    pub rotation_override: Option<Rotation>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -426,10 +479,66 @@ impl Config {
                     rotation_override,
                 }
             }
+            "sim" => {
+                let v = raw.capture.sim.ok_or_else(|| {
+                    invalid(
+                        "capture.sim",
+                        "source = \"sim\" needs a [capture.sim] table".into(),
+                    )
+                })?;
+                let files: Vec<PathBuf> = v.scenario_files.iter().map(|p| resolve(p)).collect();
+                let catalogue = crate::sim::world::Catalogue::with_files(&files)
+                    .map_err(|e| invalid("capture.sim.scenario_files", e.to_string()))?;
+                if !catalogue.names().contains(&v.scenario) {
+                    return Err(invalid(
+                        "capture.sim.scenario",
+                        format!("{:?} is not a known scenario (`mvla sim list`)", v.scenario),
+                    ));
+                }
+                if !(v.fps.is_finite() && (1.0..=120.0).contains(&v.fps)) {
+                    return Err(invalid("capture.sim.fps", format!("{} (1..=120)", v.fps)));
+                }
+                if !(16..=4096).contains(&v.width)
+                    || !(16..=4096).contains(&v.height)
+                    || v.width % 2 != 0
+                    || v.height % 2 != 0
+                {
+                    return Err(invalid(
+                        "capture.sim.width",
+                        format!("{}x{} (even, 16..=4096)", v.width, v.height),
+                    ));
+                }
+                let layout =
+                    crate::sim::render::PixelLayout::parse(&v.pixel_format).ok_or_else(|| {
+                        invalid(
+                            "capture.sim.pixel_format",
+                            format!("{:?} (supported: BGR, YUYV, NV12)", v.pixel_format),
+                        )
+                    })?;
+                let rotation_override = match v.rotation_deg {
+                    None => None,
+                    Some(d) => Some(Rotation::from_degrees(d).ok_or_else(|| {
+                        invalid(
+                            "capture.sim.rotation_deg",
+                            format!("{d} (supported: 0, 180)"),
+                        )
+                    })?),
+                };
+                CaptureConfig::Sim(SimCaptureConfig {
+                    scenario: v.scenario,
+                    seed: v.seed,
+                    catalogue,
+                    fps: v.fps,
+                    width: v.width as usize,
+                    height: v.height as usize,
+                    layout,
+                    rotation_override,
+                })
+            }
             other => {
                 return Err(invalid(
                     "capture.source",
-                    format!("{other:?} (supported: \"replay\", \"v4l2\")"),
+                    format!("{other:?} (supported: \"replay\", \"v4l2\", \"sim\")"),
                 ))
             }
         };
@@ -552,6 +661,15 @@ impl Config {
         };
         if raw.model.step_ms == Some(0) {
             return Err(invalid("model.step_ms", "must be positive".into()));
+        }
+        // The simulated camera sits on the simulated base, which lives behind
+        // the board emulator: a real adapter would drive a robot the camera
+        // does not see.
+        if matches!(capture, CaptureConfig::Sim(_)) && !matches!(link, LinkConfig::Emulator) {
+            return Err(invalid(
+                "motor.link",
+                "capture.source = \"sim\" needs link = \"emulator\" (the simulated base is behind the emulated board)".into(),
+            ));
         }
         Ok(Self {
             source: source.to_string(),

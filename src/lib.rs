@@ -18,5 +18,6 @@ pub mod policy;
 pub mod preprocess;
 pub mod record;
 pub mod run;
+pub mod sim;
 pub mod systemd;
 pub mod telemetry;

@@ -15,6 +15,8 @@ use mvla::policy::{Policy, PolicyRunner};
 use mvla::preprocess::{ChannelOrder, CpuPreprocessor, FrameRef, Preprocessor, Rotation};
 use mvla::record::{collect_episode_paths, Episode};
 
+mod sim_cmd;
+
 /// Exit codes, so systemd and scripts can tell failures apart.
 mod exit {
     /// Bad arguments, configuration, model or input: retrying will not help.
@@ -120,8 +122,120 @@ enum EngineCommand {
     },
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum SimPolicyArg {
+    /// The model (--model or the config's) through the runtime's inference stage.
+    Model,
+    /// The expert operator: plans round the obstacles, presses teleop keys.
+    Expert,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SimFormatArg {
+    Bgr,
+    Yuyv,
+    Nv12,
+}
+
+impl From<SimFormatArg> for mvla::sim::render::PixelLayout {
+    fn from(f: SimFormatArg) -> Self {
+        match f {
+            SimFormatArg::Bgr => Self::Bgr,
+            SimFormatArg::Yuyv => Self::Yuyv,
+            SimFormatArg::Nv12 => Self::Nv12,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct SimTrialsArgs {
+    /// Scenario names, glob (`*`, `?`), comma-separated alternatives; `mvla sim list` names them.
+    #[arg(long, default_value = "*")]
+    scenario: String,
+    /// Trials per scenario; trial i uses seed S+i.
+    #[arg(long, default_value_t = 1)]
+    trials: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Model directory (default: the config's; built-in: the tiny fixture model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "model")]
+    policy: SimPolicyArg,
+    /// Modelled inference latency (ms); default: the measured compute time of each step.
+    #[arg(long)]
+    latency_ms: Option<f64>,
+    /// Camera frame rate of the simulated camera.
+    #[arg(long, default_value_t = 15.0)]
+    fps: f64,
+    #[arg(long, default_value_t = 1280)]
+    width: usize,
+    #[arg(long, default_value_t = 720)]
+    height: usize,
+    #[arg(long, value_enum, default_value = "bgr")]
+    pixel_format: SimFormatArg,
+    /// The rotation the runtime applies (default: the model's camera_rotation_deg).
+    #[arg(long)]
+    rotation_deg: Option<u32>,
+    /// TOML config for the motor loop, calibration and inference backend (default: built-in).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Extra scenario family files.
+    #[arg(long)]
+    scenario_file: Vec<PathBuf>,
+    /// One JSON record per trial (JSON lines, with the full trajectory), then the summary.
+    #[arg(long)]
+    json: bool,
+    /// Write a top-down trajectory plot (SVG) per trial here.
+    #[arg(long)]
+    plot_dir: Option<PathBuf>,
+    /// Write the camera view with the chunk overlaid (animated GIF) per trial here.
+    #[arg(long)]
+    video_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// List the scenarios (built-in families plus --scenario-file).
+    List {
+        #[arg(long)]
+        scenario_file: Vec<PathBuf>,
+    },
+    /// Lock-step trials: deterministic (with --latency-ms), faster than real
+    /// time, the runtime's own inference stage and motor loop; prints each
+    /// verdict and the success rate with its 95 % Wilson interval.
+    Trials(SimTrialsArgs),
+    /// Expert demonstrations in the training format (HDF5 episodes, one per
+    /// scenario x episode, event-driven frames like the team's collector).
+    Collect {
+        #[arg(long, default_value = "*box_hori_*")]
+        scenario: String,
+        /// Episodes per scenario; episode i uses seed S+i.
+        #[arg(long, default_value_t = 1)]
+        episodes: usize,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Rows per episode: 1 episode_start + key presses (the team's 18).
+        #[arg(long, default_value_t = 18)]
+        frames: usize,
+        #[arg(long, default_value_t = 1280)]
+        width: usize,
+        #[arg(long, default_value_t = 720)]
+        height: usize,
+        #[arg(long)]
+        scenario_file: Vec<PathBuf>,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// The closed-loop simulator: scenarios, lock-step trials, expert demonstrations.
+    Sim {
+        #[command(subcommand)]
+        action: SimCommand,
+    },
     /// TensorRT engines: build (with the parity gate).
     Engine {
         #[command(subcommand)]
@@ -472,6 +586,20 @@ fn print_run_summary(s: &mvla::run::RunSummary) {
         m.link.commands_superseded,
         m.link.final_stop_sent
     );
+    if let Some(t) = &s.sim {
+        println!(
+            "  sim {} seed {}: {} (t {:.1} s, path {:.2} m, closest {:.2} m to the goal's front point)",
+            t.scenario,
+            t.seed,
+            match t.failure_code {
+                Some(c) => format!("FAILURE {c}: {}", t.reason),
+                None => format!("SUCCESS: {}", t.reason),
+            },
+            t.time_s,
+            t.path_length_m,
+            t.min_goal_distance_m
+        );
+    }
     if let (Some(p), Some(n)) = (s.emulator_pose, s.emulator_wheel_frames) {
         println!(
             "  emulated base: {n} wheel frames, pose x {:.3} m, y {:.3} m, heading {:.1} deg",
@@ -988,6 +1116,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Sim { action } => sim_cmd::run(action),
         Command::Engine {
             action:
                 EngineCommand::Build {

@@ -70,14 +70,47 @@ pub struct RunSummary {
     /// With the emulated board: where the simulated base ended up (x m, y m, heading rad).
     pub emulator_pose: Option<(f64, f64, f64)>,
     pub emulator_wheel_frames: Option<usize>,
+    /// With `[capture] source = "sim"`: the judge's verdict and the trial's record.
+    pub sim: Option<crate::sim::lockstep::TrialRecord>,
+}
+
+/// The simulated world of a `source = "sim"` run: the camera renders it from
+/// the base the emulated board drives; the judge watches the base.
+struct SimParts {
+    world: crate::sim::world::World,
+    base: Arc<std::sync::Mutex<crate::sim::base::SimBase>>,
 }
 
 fn build_source(
     config: &Config,
     meta: &ModelMeta,
     clock: Arc<dyn Clock>,
-) -> Result<Box<dyn FrameSource>, RunError> {
-    Ok(match &config.capture {
+) -> Result<(Box<dyn FrameSource>, Option<SimParts>), RunError> {
+    if let CaptureConfig::Sim(c) = &config.capture {
+        let world = c
+            .catalogue
+            .world(&c.scenario, c.seed)
+            .map_err(|e| RunError::Capture(CaptureError::Config(e.to_string())))?;
+        let base = Arc::new(std::sync::Mutex::new(crate::sim::base::SimBase::new(
+            config.calib.clone(),
+            &world,
+            c.seed,
+            clock.now(),
+        )));
+        let camera = crate::capture::sim::SimCamera::new(
+            world.clone(),
+            base.clone(),
+            c.width,
+            c.height,
+            c.fps,
+            c.layout,
+            c.rotation_override
+                .unwrap_or_else(|| meta.camera_rotation()),
+            clock,
+        );
+        return Ok((Box::new(camera), Some(SimParts { world, base })));
+    }
+    let source: Box<dyn FrameSource> = match &config.capture {
         CaptureConfig::Replay {
             episodes,
             pacing,
@@ -102,14 +135,16 @@ fn build_source(
             v.rotation = rotation_override.unwrap_or_else(|| meta.camera_rotation());
             Box::new(V4l2Source::open(v, clock)?)
         }
-    })
+        CaptureConfig::Sim(_) => unreachable!("handled above"),
+    };
+    Ok((source, None))
 }
 
 /// The inference chain the config asks for: tract on the CPU (with CPU or
 /// CUDA preprocessing), or the TensorRT engines fed by the CUDA kernels.
 /// `auto` takes TensorRT when this build, this machine and the engine
 /// directory allow it, and says why not otherwise.
-fn build_stage(
+pub fn build_stage(
     config: &Config,
     meta: ModelMeta,
     spec: crate::preprocess::PreprocessSpec,
@@ -203,7 +238,7 @@ pub fn run(
     if let Some(step) = config.step_override {
         meta.raw.step_ms = step.as_millis() as u64;
     }
-    let source = build_source(config, &meta, clock.clone())?;
+    let (source, sim) = build_source(config, &meta, clock.clone())?;
     let source_text = source.describe();
     let spec = meta.preprocess_spec(source.pending_rotation());
     let (stage, backend_text) = build_stage(config, meta.clone(), spec).map_err(model_err)?;
@@ -254,11 +289,14 @@ pub fn run(
     let notifier = Notifier::from_env();
     let (emulator, link_cfg) = match &config.link {
         LinkConfig::Emulator => {
-            let emu =
-                BoardEmulator::start(config.calib.clone()).map_err(|source| RunError::Io {
-                    what: "starting the board emulator".into(),
-                    source,
-                })?;
+            let emu = match &sim {
+                Some(s) => BoardEmulator::start_with_base(s.base.clone()),
+                None => BoardEmulator::start(config.calib.clone()),
+            }
+            .map_err(|source| RunError::Io {
+                what: "starting the board emulator".into(),
+                source,
+            })?;
             let cfg = SlcanConfig {
                 port: emu.port_path().display().to_string(),
                 baud: 115_200,
@@ -279,6 +317,13 @@ pub fn run(
             tracing::error!("mlockall failed ({e}); the motor loop may page-fault");
         }
     }
+    // The trial starts now that the controller is up (model loaded, link open).
+    let mut judge = sim.as_ref().map(|s| {
+        s.base.lock().expect("sim base").restart(clock.now());
+        crate::sim::judge::Judge::new(&s.world)
+    });
+    let mut judged = 0usize;
+    let mut verdict = None;
     let started = Instant::now();
     let Stages {
         events: event_rx,
@@ -340,6 +385,20 @@ pub fn run(
         if inference.is_finished() {
             break "frame source ended".to_string();
         }
+        if let (Some(s), Some(j)) = (&sim, judge.as_mut()) {
+            let mut b = s.base.lock().expect("sim base");
+            b.advance_to(clock.now());
+            for sample in &b.trajectory()[judged..] {
+                if let Some(v) = j.observe(sample) {
+                    verdict = Some(v.clone());
+                    break;
+                }
+            }
+            judged = b.trajectory().len();
+            if let Some(v) = &verdict {
+                break format!("sim judge: {}", verdict_line(v));
+            }
+        }
         std::thread::sleep(Duration::from_millis(10));
     };
     // Stop the wheels first (the motor loop e-stops on its next tick), then
@@ -360,6 +419,31 @@ pub fn run(
         None => None,
     };
     let inference_stats = stats.lock().expect("stats lock").summary();
+    let counters = counters.snapshot();
+    let sim_record = match (&sim, judge.as_mut()) {
+        (Some(s), Some(j)) => {
+            let b = s.base.lock().expect("sim base");
+            let last = *b
+                .trajectory()
+                .last()
+                .expect("the trajectory starts with a sample");
+            let v = match verdict {
+                Some(v) => v,
+                None => j.ended_early(&last, &stop_reason).clone(),
+            };
+            Some(crate::sim::lockstep::TrialRecord::realtime(
+                &s.world,
+                &meta.model_id,
+                &v,
+                b.trajectory(),
+                &counters,
+                &inference_stats,
+                &motor,
+                started.elapsed().as_secs_f64(),
+            ))
+        }
+        _ => None,
+    };
     Ok(RunSummary {
         config: config.source.clone(),
         model_dir: config.model_dir.display().to_string(),
@@ -368,11 +452,27 @@ pub fn run(
         source: source_text,
         ran_s: started.elapsed().as_secs_f64(),
         stop_reason,
-        counters: counters.snapshot(),
+        counters,
         inference: inference_stats,
         motor,
         record,
         emulator_pose: emulator.as_ref().map(|e| e.snapshot().pose),
         emulator_wheel_frames: emulator.as_ref().map(|e| e.snapshot().wheel_frames.len()),
+        sim: sim_record,
     })
+}
+
+/// One line for a verdict: outcome, code, why, time and path.
+pub fn verdict_line(v: &crate::sim::judge::Verdict) -> String {
+    let code = v.failure_code.map(|c| format!(" {c}")).unwrap_or_default();
+    format!(
+        "{}{code}: {} (t {:.1} s, path {:.2} m)",
+        match v.outcome {
+            crate::sim::judge::Outcome::Success => "SUCCESS",
+            crate::sim::judge::Outcome::Failure => "FAILURE",
+        },
+        v.reason,
+        v.time_s,
+        v.path_length_m
+    )
 }

@@ -1,10 +1,12 @@
-//! Frame sources: a real V4L2 camera, HDF5 episode replay, and whatever a
+//! Frame sources: a real V4L2 camera, HDF5 episode replay, the simulator's
+//! rendered camera (`sim`), and whatever a
 //! test scripts. Every frame carries its capture timestamp (monotonic clock).
 //! A source never invents a frame: a missing or broken frame is an error the
 //! failsafe sees, never a synthetic or repeated image.
 
 pub mod convert;
 pub mod replay;
+pub mod sim;
 pub mod v4l2;
 
 use std::time::Duration;

@@ -2,9 +2,11 @@
 //!
 //! Opens a pseudo-terminal; the controller opens the slave path like a USB
 //! serial adapter. The emulator parses SLCAN commands, answers like the
-//! adapter (`\r` OK, BEL error), decodes Serbot wheel frames, integrates the
-//! wheel speeds into a simulated base pose, keeps a timestamped log of every
-//! command, and can inject faults (BEL replies, garbage, stalls, disconnect).
+//! adapter (`\r` OK, BEL error), decodes Serbot wheel frames
+//! ([`BoardProtocol`], also used in-process by the lock-step simulator), hands
+//! each wheel frame to the base it drives ([`SimBase`]: the simulator's base,
+//! or a noise-free one), keeps a timestamped log of every command, and can
+//! inject faults (BEL replies, garbage, stalls, disconnect).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -20,6 +22,8 @@ use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 use super::{SERBOT_CAN_ID, SERBOT_WHEEL_MASK};
 use crate::clock::{Clock, MonotonicClock, Timestamp};
 use crate::control::calib::Calibration;
+use crate::sim::base::SimBase;
+use crate::sim::world::Pose;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Fault {
@@ -48,7 +52,7 @@ pub struct EmulatorState {
     pub wheel_frames: Vec<(Timestamp, [u8; 3])>,
     pub open: bool,
     pub bitrate_code: Option<char>,
-    /// Simulated base pose (x m, y m, heading rad), integrated from the wheel bytes.
+    /// Base pose (x m, y m, heading rad) when the last wheel frame arrived.
     pub pose: (f64, f64, f64),
     pub fault: Fault,
     /// Frames that arrived while the channel was closed, malformed, or with another id.
@@ -58,6 +62,7 @@ pub struct EmulatorState {
 pub struct BoardEmulator {
     slave_path: PathBuf,
     state: Arc<Mutex<EmulatorState>>,
+    base: Arc<Mutex<SimBase>>,
     stop: Arc<AtomicBool>,
     disconnect: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
@@ -87,9 +92,64 @@ fn parse_t(cmd: &[u8]) -> Option<(u16, heapless::Vec<u8, 8>)> {
     Some((id, data))
 }
 
+/// The adapter side of SLCAN plus the Serbot board's frame check: one
+/// complete command in (without its CR), the reply bytes and the wheel bytes
+/// it carried out. Pure (no I/O, no clock), so the pty emulator and the
+/// lock-step simulator decode exactly the same way.
+#[derive(Debug, Clone, Default)]
+pub struct BoardProtocol {
+    pub open: bool,
+    pub bitrate_code: Option<char>,
+    /// Frames that arrived while the channel was closed, malformed, or with another id.
+    pub rejected: u64,
+}
+
+impl BoardProtocol {
+    pub fn command(&mut self, line: &[u8]) -> (&'static [u8], Option<[u8; 3]>) {
+        match line.first() {
+            Some(b'S') if line.len() == 2 => {
+                self.bitrate_code = Some(line[1] as char);
+                (b"\r", None)
+            }
+            Some(b'O') if line.len() == 1 => {
+                self.open = true;
+                (b"\r", None)
+            }
+            Some(b'C') if line.len() == 1 => {
+                self.open = false;
+                (b"\r", None)
+            }
+            Some(b't') => match parse_t(line) {
+                Some((id, data))
+                    if self.open
+                        && id == SERBOT_CAN_ID
+                        && data.len() == 4
+                        && data[0] == SERBOT_WHEEL_MASK =>
+                {
+                    (b"\r", Some([data[1], data[2], data[3]]))
+                }
+                _ => {
+                    self.rejected += 1;
+                    (b"\x07", None)
+                }
+            },
+            _ => (b"\x07", None),
+        }
+    }
+}
+
 impl BoardEmulator {
-    /// Start the emulator; `calib` decodes wheel bytes into speeds for the pose.
+    /// Start the emulator with a noise-free base at the origin; `calib`
+    /// decodes wheel bytes into speeds for the pose.
     pub fn start(calib: Calibration) -> std::io::Result<Self> {
+        let base = SimBase::ideal(calib, Pose::default(), MonotonicClock.now());
+        Self::start_with_base(Arc::new(Mutex::new(base)))
+    }
+
+    /// Start the emulator driving `base` (the simulator's, shared with its
+    /// camera and judge). Wheel frames are applied at their arrival time on
+    /// the monotonic clock.
+    pub fn start_with_base(base: Arc<Mutex<SimBase>>) -> std::io::Result<Self> {
         let pty = nix::pty::openpty(None, None).map_err(std::io::Error::from)?;
         // Raw mode on the slave: no CR/NL translation, no echo.
         let mut t = tcgetattr(pty.slave.as_fd()).map_err(std::io::Error::from)?;
@@ -99,19 +159,25 @@ impl BoardEmulator {
         let state = Arc::new(Mutex::new(EmulatorState::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let disconnect = Arc::new(AtomicBool::new(false));
-        let (st, sp, dc) = (state.clone(), stop.clone(), disconnect.clone());
+        let (st, sp, dc, b) = (
+            state.clone(),
+            stop.clone(),
+            disconnect.clone(),
+            base.clone(),
+        );
         let master: OwnedFd = pty.master;
         // Keep our slave fd open so the pty survives the controller closing it.
         let slave_keepalive: OwnedFd = pty.slave;
         let handle = std::thread::Builder::new()
             .name("serbot-emulator".into())
             .spawn(move || {
-                run(master, st, sp, dc, calib);
+                run(master, st, sp, dc, b);
                 drop(slave_keepalive);
             })?;
         Ok(Self {
             slave_path,
             state,
+            base,
             stop,
             disconnect,
             handle: Some(handle),
@@ -135,6 +201,11 @@ impl BoardEmulator {
     pub fn snapshot(&self) -> EmulatorState {
         self.state.lock().expect("emulator state").clone()
     }
+
+    /// The base the wheel frames drive.
+    pub fn base(&self) -> &Arc<Mutex<SimBase>> {
+        &self.base
+    }
 }
 
 impl Drop for BoardEmulator {
@@ -151,12 +222,12 @@ fn run(
     state: Arc<Mutex<EmulatorState>>,
     stop: Arc<AtomicBool>,
     disconnect: Arc<AtomicBool>,
-    calib: Calibration,
+    base: Arc<Mutex<SimBase>>,
 ) {
     let mut file = std::fs::File::from(master);
     let mut line: Vec<u8> = Vec::with_capacity(64);
     let mut buf = [0u8; 256];
-    let mut last_wheels: Option<(Timestamp, [u8; 3])> = None;
+    let mut protocol = BoardProtocol::default();
     while !stop.load(Ordering::SeqCst) {
         if disconnect.load(Ordering::SeqCst) {
             return; // dropping the master fd hangs up the pty
@@ -199,46 +270,22 @@ fn run(
                 match s.fault {
                     Fault::BelReplies => b"\x07",
                     Fault::Garbage => b"?!#\r",
-                    _ => match line.first() {
-                        Some(b'S') if line.len() == 2 => {
-                            s.bitrate_code = Some(line[1] as char);
-                            b"\r"
+                    _ => {
+                        let (reply, wheels) = protocol.command(&line);
+                        s.open = protocol.open;
+                        s.bitrate_code = protocol.bitrate_code;
+                        s.rejected = protocol.rejected;
+                        if let Some(wheels) = wheels {
+                            let pose = {
+                                let mut b = base.lock().expect("sim base");
+                                b.command(wheels, now);
+                                b.pose()
+                            };
+                            s.pose = (pose.x, pose.y, pose.yaw);
+                            s.wheel_frames.push((now, wheels));
                         }
-                        Some(b'O') if line.len() == 1 => {
-                            s.open = true;
-                            b"\r"
-                        }
-                        Some(b'C') if line.len() == 1 => {
-                            s.open = false;
-                            b"\r"
-                        }
-                        Some(b't') => match parse_t(&line) {
-                            Some((id, data))
-                                if s.open
-                                    && id == SERBOT_CAN_ID
-                                    && data.len() == 4
-                                    && data[0] == SERBOT_WHEEL_MASK =>
-                            {
-                                let wheels = [data[1], data[2], data[3]];
-                                if let Some((t_prev, w_prev)) = last_wheels {
-                                    integrate(
-                                        &mut s.pose,
-                                        &calib,
-                                        w_prev,
-                                        now.saturating_since(t_prev),
-                                    );
-                                }
-                                last_wheels = Some((now, wheels));
-                                s.wheel_frames.push((now, wheels));
-                                b"\r"
-                            }
-                            _ => {
-                                s.rejected += 1;
-                                b"\x07"
-                            }
-                        },
-                        _ => b"\x07",
-                    },
+                        reply
+                    }
                 }
             };
             line.clear();
@@ -247,17 +294,6 @@ fn run(
             }
         }
     }
-}
-
-/// Advance the pose by `dt` at the speeds the wheel bytes command.
-fn integrate(pose: &mut (f64, f64, f64), calib: &Calibration, wheels: [u8; 3], dt: Duration) {
-    let speeds = wheels.map(|b| calib.bytes.speed_for_byte(b));
-    let t = calib.base.twist(speeds);
-    let dt = dt.as_secs_f64();
-    let (c, s) = (pose.2.cos(), pose.2.sin());
-    pose.0 += (t.vx * c - t.vy * s) * dt;
-    pose.1 += (t.vx * s + t.vy * c) * dt;
-    pose.2 += t.wz * dt;
 }
 
 #[cfg(test)]
@@ -272,5 +308,23 @@ mod tests {
         assert!(parse_t(b"t01040764646").is_none(), "odd length");
         assert!(parse_t(b"t0109").is_none(), "length > 8");
         assert!(parse_t(b"x010407646464").is_none());
+    }
+
+    #[test]
+    fn protocol_accepts_wheel_frames_only_when_open() {
+        let mut p = BoardProtocol::default();
+        assert_eq!(p.command(b"t010407646464"), (&b"\x07"[..], None), "closed");
+        assert_eq!(p.rejected, 1);
+        assert_eq!(p.command(b"S6"), (&b"\r"[..], None));
+        assert_eq!(p.command(b"O"), (&b"\r"[..], None));
+        assert_eq!(
+            p.command(b"t01040739AB64"),
+            (&b"\r"[..], Some([0x39, 0xAB, 0x64]))
+        );
+        assert_eq!(p.command(b"t011407646464").1, None, "other id");
+        assert_eq!(p.command(b"t010406646464").1, None, "other wheel mask");
+        assert_eq!(p.command(b"C"), (&b"\r"[..], None));
+        assert_eq!(p.command(b"t010407646464").1, None, "closed again");
+        assert_eq!(p.bitrate_code, Some('6'));
     }
 }

@@ -41,6 +41,26 @@ pub fn encode_frame(id: u16, data: &[u8]) -> heapless::Vec<u8, 32> {
     out
 }
 
+/// The SLCAN command that carries one Serbot wheel command (what
+/// [`Slcan::send`] writes; the lock-step simulator feeds the same bytes to the
+/// board protocol).
+pub fn wheel_command(wheels: [u8; 3]) -> heapless::Vec<u8, 32> {
+    encode_frame(SERBOT_CAN_ID, &serbot_frame_data(wheels))
+}
+
+/// The commands [`Slcan::open`] sends, in order, without their CR.
+pub fn open_sequence(bitrate_code: char) -> [heapless::String<2>; 3] {
+    let mut s = heapless::String::new();
+    let _ = s.push('S');
+    let _ = s.push(bitrate_code);
+    let one = |c: char| {
+        let mut t = heapless::String::new();
+        let _ = t.push(c);
+        t
+    };
+    [one('C'), s, one('O')]
+}
+
 /// First reconnect after 100 ms, doubling to 2 s: fast recovery from a USB
 /// glitch without hammering a missing device.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -83,14 +103,16 @@ impl Slcan {
         self.port = Some(port);
         // Close first: the adapter may still be open from a crashed run; its
         // answer (OK or BEL when already closed) does not matter.
-        self.write_all(b"C\r")?;
-        let _ = self.read_reply("C");
-        let mut s = heapless::String::<4>::new();
-        let _ = s.push('S');
-        let _ = s.push(self.config.bitrate_code);
-        let _ = s.push('\r');
-        self.command(s.as_bytes(), "S")?;
-        self.command(b"O\r", "O")?;
+        for (i, cmd) in open_sequence(self.config.bitrate_code).iter().enumerate() {
+            let mut line = heapless::Vec::<u8, 4>::new();
+            let _ = line.extend_from_slice(cmd.as_bytes());
+            let _ = line.push(b'\r');
+            self.write_all(&line)?;
+            let reply = self.read_reply(cmd);
+            if i > 0 {
+                reply?;
+            }
+        }
         Ok(())
     }
 
@@ -157,7 +179,7 @@ impl Slcan {
     }
 
     fn send_frame(&mut self, wheels: [u8; 3]) -> Result<(), LinkError> {
-        let frame = encode_frame(SERBOT_CAN_ID, &serbot_frame_data(wheels));
+        let frame = wheel_command(wheels);
         self.command(&frame, "t")
     }
 }

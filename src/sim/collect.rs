@@ -1,0 +1,212 @@
+//! `mvla sim collect`: expert demonstrations in the training format.
+//!
+//! Each episode is one lock-step trial driven by the expert operator through
+//! the runtime's motor path, recorded the way the team's collector records
+//! (UPSTREAM §1): row 0 `episode_start` with a zero action, then one row per
+//! key press with the frame taken just after the move started and the key's
+//! action (±1.15 components, `start_action`), `stop_action` rows (zero) once
+//! the expert is at the goal; frames stored upright BGR, as the capture
+//! pipeline delivered them; the training file layout and naming through the
+//! same [`EpisodeWriter`] the recorder uses. An episode whose expert failed is
+//! deleted and counted, never kept as a demonstration.
+
+use std::path::PathBuf;
+
+use crate::control::calib::Calibration;
+use crate::control::motor::MotorConfig;
+use crate::preprocess::ChannelOrder;
+use crate::record::writer::{utc_stamp, EpisodeHeader, EpisodeWriter, WriteError};
+
+use super::lockstep::{run_trial, DemoSink, Driver, Latency, LockstepSettings};
+use super::render::PixelLayout;
+use super::world::{Catalogue, ScenarioError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("output folder {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+#[derive(Debug, Clone)]
+pub struct CollectOptions {
+    pub catalogue: Catalogue,
+    pub scenario_glob: String,
+    pub episodes: usize,
+    pub out: PathBuf,
+    pub seed: u64,
+    /// Rows per episode (1 episode_start + key presses).
+    pub frames: usize,
+    pub width: usize,
+    pub height: usize,
+    pub motor: MotorConfig,
+    pub calib: Calibration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CollectedEpisode {
+    pub path: PathBuf,
+    pub scenario: String,
+    pub seed: u64,
+    pub rows: usize,
+    pub kept: bool,
+    /// The judge's verdict on the expert's run, one line.
+    pub verdict: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CollectSummary {
+    pub written: usize,
+    pub discarded: usize,
+    pub episodes: Vec<CollectedEpisode>,
+}
+
+/// Synthetic collection times: 2026-01-01T00:00:00Z plus one minute per
+/// episode, so names are unique, sortable and the same for the same arguments.
+const COLLECTION_EPOCH_S: u64 = 1_767_225_600;
+
+struct WriterSink<'a> {
+    writer: &'a mut EpisodeWriter,
+}
+
+impl DemoSink for WriterSink<'_> {
+    fn row(
+        &mut self,
+        upright_bgr: &[u8],
+        _width: usize,
+        _height: usize,
+        action: [f32; 3],
+        event: &str,
+        t_s: f64,
+    ) -> Result<(), String> {
+        self.writer
+            .append(upright_bgr, action, event, t_s)
+            .map_err(|e| e.to_string())
+    }
+}
+
+pub fn collect(
+    o: &CollectOptions,
+    mut each: impl FnMut(&CollectedEpisode),
+) -> Result<CollectSummary, CollectError> {
+    if o.episodes == 0 {
+        return Err(CollectError::Invalid(
+            "--episodes must be at least 1".into(),
+        ));
+    }
+    if !(2..=1000).contains(&o.frames) {
+        return Err(CollectError::Invalid(format!(
+            "--frames {} (2..=1000)",
+            o.frames
+        )));
+    }
+    if !(16..=4096).contains(&o.width) || !(16..=4096).contains(&o.height) || !o.width.is_multiple_of(2) {
+        return Err(CollectError::Invalid(format!(
+            "--width/--height {}x{} (even, 16..=4096)",
+            o.width, o.height
+        )));
+    }
+    let names = o.catalogue.matching(&o.scenario_glob)?;
+    std::fs::create_dir_all(&o.out).map_err(|source| CollectError::Io {
+        path: o.out.display().to_string(),
+        source,
+    })?;
+    let settings = LockstepSettings {
+        motor: o.motor,
+        calib: o.calib.clone(),
+        camera_fps: 30.0,
+        width: o.width,
+        height: o.height,
+        layout: PixelLayout::Bgr,
+        latency: Latency::Fixed(std::time::Duration::ZERO),
+        keep_frames_width: None,
+    };
+    let mut summary = CollectSummary::default();
+    let mut counter = 0u64;
+    for name in &names {
+        for i in 0..o.episodes {
+            let seed = o.seed.wrapping_add(i as u64);
+            let world = o.catalogue.world(name, seed)?;
+            let when = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(COLLECTION_EPOCH_S + 60 * (o.seed + counter));
+            counter += 1;
+            let (iso, stamp, hour, minute) = utc_stamp(when);
+            let episode_name = format!("episode_{stamp}_{name}");
+            let path = o.out.join(format!("{episode_name}.h5"));
+            let header = EpisodeHeader {
+                episode_name: episode_name.clone(),
+                instruction: world.instruction.clone(),
+                // The team's collector wrote 8 here (UPSTREAM §1).
+                action_chunk_size: 8,
+                time_period: Some(world.time_period.clone()),
+                scenario: name.clone(),
+                collection_datetime: iso,
+                collection_hour: hour,
+                collection_minute: minute,
+                model_id: format!("sim_expert seed {seed}"),
+            };
+            let mut writer =
+                EpisodeWriter::create(&path, o.width, o.height, ChannelOrder::Bgr, &header)?;
+            let record = {
+                let mut sink = WriterSink {
+                    writer: &mut writer,
+                };
+                run_trial(
+                    &world,
+                    seed,
+                    Driver::Demonstration {
+                        sink: &mut sink,
+                        rows: o.frames,
+                    },
+                    "expert",
+                    &settings,
+                )
+            };
+            let rows = writer.rows();
+            drop(writer);
+            // Kept unless the expert failed (collision, drift, wrong side, stop):
+            // a demonstration that ran out of rows short of the goal is kept and said so.
+            use super::judge::FailureCode;
+            let kept = rows == o.frames
+                && !matches!(
+                    record.failure_code,
+                    Some(
+                        FailureCode::Collision
+                            | FailureCode::Drift
+                            | FailureCode::WrongDir
+                            | FailureCode::EarlyStop
+                    )
+                );
+            if !kept {
+                let _ = std::fs::remove_file(&path);
+                summary.discarded += 1;
+            } else {
+                summary.written += 1;
+            }
+            let verdict = match record.failure_code {
+                None => format!("reached the goal ({})", record.reason),
+                Some(c) => format!("{c}: {}", record.reason),
+            };
+            let e = CollectedEpisode {
+                path,
+                scenario: name.clone(),
+                seed,
+                rows,
+                kept,
+                verdict,
+            };
+            each(&e);
+            summary.episodes.push(e);
+        }
+    }
+    Ok(summary)
+}

@@ -1,0 +1,285 @@
+//! Batches of lock-step trials (`mvla sim trials`): scenarios × trials with
+//! per-trial seeds, the runtime's inference stage built exactly as `mvla run`
+//! builds it, and the tally (success rate with its 95 % Wilson interval and
+//! the failure codes) per scenario and overall.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::policy::{ModelMeta, PolicyError};
+use crate::preprocess::Rotation;
+
+use super::judge::FailureCode;
+use super::lockstep::{run_trial, Driver, Latency, LockstepSettings, TrialRecord};
+use super::render::PixelLayout;
+use super::world::{Catalogue, ScenarioError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrialsError {
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error("model {path}: {source}")]
+    Model {
+        path: String,
+        #[source]
+        source: PolicyError,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyChoice {
+    /// The model through the runtime's inference stage.
+    Model,
+    /// The expert operator (validates the world, the judge and the motor path).
+    Expert,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrialsOptions {
+    /// Motor loop, calibration, model dir, inference backend (`--config` or the built-in default).
+    pub config: Config,
+    pub catalogue: Catalogue,
+    pub scenario_glob: String,
+    pub trials: usize,
+    /// Trial i of every scenario uses seed `seed + i`.
+    pub seed: u64,
+    pub policy: PolicyChoice,
+    pub latency: Latency,
+    pub camera_fps: f64,
+    pub width: usize,
+    pub height: usize,
+    pub layout: PixelLayout,
+    /// The rotation the runtime applies; None = the model's camera_rotation_deg.
+    pub rotation_override: Option<Rotation>,
+    /// Keep downscaled frames for videos (width).
+    pub keep_frames_width: Option<usize>,
+}
+
+impl TrialsOptions {
+    /// Defaults of `mvla sim trials` on a config.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            catalogue: Catalogue::builtin(),
+            scenario_glob: "*".into(),
+            trials: 1,
+            seed: 0,
+            policy: PolicyChoice::Model,
+            latency: Latency::Measured,
+            camera_fps: 15.0,
+            width: 1280,
+            height: 720,
+            layout: PixelLayout::Bgr,
+            rotation_override: None,
+            keep_frames_width: None,
+        }
+    }
+}
+
+/// Run every (scenario, trial) in order; `each` sees each record as it ends.
+pub fn run_trials(
+    o: &TrialsOptions,
+    mut each: impl FnMut(&TrialRecord),
+) -> Result<Vec<TrialRecord>, TrialsError> {
+    if o.trials == 0 {
+        return Err(TrialsError::Invalid("--trials must be at least 1".into()));
+    }
+    if !(o.camera_fps.is_finite() && (1.0..=120.0).contains(&o.camera_fps)) {
+        return Err(TrialsError::Invalid(format!(
+            "camera fps {} (1..=120)",
+            o.camera_fps
+        )));
+    }
+    let names = o.catalogue.matching(&o.scenario_glob)?;
+    let settings = LockstepSettings {
+        motor: o.config.motor,
+        calib: o.config.calib.clone(),
+        camera_fps: o.camera_fps,
+        width: o.width,
+        height: o.height,
+        layout: o.layout,
+        latency: o.latency,
+        keep_frames_width: o.keep_frames_width,
+    };
+    let model_err = |source| TrialsError::Model {
+        path: o.config.model_dir.display().to_string(),
+        source,
+    };
+    let mut stage = None;
+    let mut policy_name = "expert".to_string();
+    if o.policy == PolicyChoice::Model {
+        let mut meta = ModelMeta::load(&o.config.model_dir).map_err(|e| model_err(e.into()))?;
+        meta.verify_files().map_err(|e| model_err(e.into()))?;
+        if let Some(step) = o.config.step_override {
+            meta.raw.step_ms = step.as_millis() as u64;
+        }
+        let rotation = o
+            .rotation_override
+            .unwrap_or_else(|| meta.camera_rotation());
+        let spec = meta.preprocess_spec(rotation);
+        policy_name = meta.model_id.clone();
+        let (s, _) = crate::run::build_stage(&o.config, meta, spec).map_err(model_err)?;
+        stage = Some(s);
+    }
+    let mut out = Vec::with_capacity(names.len() * o.trials);
+    for name in &names {
+        for i in 0..o.trials {
+            let seed = o.seed.wrapping_add(i as u64);
+            let world = o.catalogue.world(name, seed)?;
+            let driver = match stage.as_mut() {
+                Some(s) => Driver::Model(s),
+                None => Driver::Expert,
+            };
+            let r = run_trial(&world, seed, driver, &policy_name, &settings);
+            each(&r);
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// 95 % Wilson score interval for k successes in n trials.
+pub fn wilson_interval(k: u64, n: u64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    // z for a two-sided 95 % interval.
+    let z = 1.959_963_984_540_054_f64;
+    let (n, p) = (n as f64, k as f64 / n as f64);
+    let denom = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denom;
+    let half = z * ((p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt()) / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// The team's colour bands (UPSTREAM §5): green ≥ 80 %, yellow ≥ 60 %, else red.
+pub fn band(rate: f64) -> &'static str {
+    if rate >= 0.8 {
+        "green"
+    } else if rate >= 0.6 {
+        "yellow"
+    } else {
+        "red"
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Tally {
+    pub n: u64,
+    pub successes: u64,
+    pub rate: f64,
+    pub wilson_95: (f64, f64),
+    pub band: &'static str,
+    pub failure_codes: BTreeMap<FailureCode, u64>,
+    pub mean_time_s: f64,
+}
+
+impl Tally {
+    fn of<'a>(records: impl Iterator<Item = &'a TrialRecord>) -> Tally {
+        let mut t = Tally::default();
+        let mut time = 0.0;
+        for r in records {
+            t.n += 1;
+            time += r.time_s;
+            if r.success() {
+                t.successes += 1;
+            } else if let Some(c) = r.failure_code {
+                *t.failure_codes.entry(c).or_default() += 1;
+            }
+        }
+        t.rate = if t.n > 0 {
+            t.successes as f64 / t.n as f64
+        } else {
+            0.0
+        };
+        t.wilson_95 = wilson_interval(t.successes, t.n);
+        t.band = band(t.rate);
+        t.mean_time_s = if t.n > 0 { time / t.n as f64 } else { 0.0 };
+        t
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchSummary {
+    pub policy: String,
+    pub trials: u64,
+    pub overall: Tally,
+    pub per_scenario: BTreeMap<String, Tally>,
+    /// Simulated seconds per wall-clock second.
+    pub speed_vs_real_time: f64,
+}
+
+pub fn summarize(records: &[TrialRecord]) -> BatchSummary {
+    let mut per_scenario = BTreeMap::new();
+    let mut names: Vec<&str> = records.iter().map(|r| r.scenario.as_str()).collect();
+    names.sort();
+    names.dedup();
+    for n in names {
+        per_scenario.insert(
+            n.to_string(),
+            Tally::of(records.iter().filter(|r| r.scenario == n)),
+        );
+    }
+    let sim_s: f64 = records.iter().map(|r| r.time_s).sum();
+    let wall_s: f64 = records.iter().map(|r| r.wall_s).sum();
+    BatchSummary {
+        policy: records
+            .first()
+            .map(|r| r.policy.clone())
+            .unwrap_or_default(),
+        trials: records.len() as u64,
+        overall: Tally::of(records.iter()),
+        per_scenario,
+        speed_vs_real_time: if wall_s > 0.0 { sim_s / wall_s } else { 0.0 },
+    }
+}
+
+/// A fixed modelled latency from the command line (ms), or measured.
+pub fn latency_from_ms(ms: Option<f64>) -> Result<Latency, TrialsError> {
+    match ms {
+        None => Ok(Latency::Measured),
+        Some(v) if v.is_finite() && (0.0..=10_000.0).contains(&v) => {
+            Ok(Latency::Fixed(Duration::from_secs_f64(v / 1e3)))
+        }
+        Some(v) => Err(TrialsError::Invalid(format!(
+            "--latency-ms {v}: must be in [0, 10000]"
+        ))),
+    }
+}
+
+/// Where plots and videos of a trial go: `<dir>/<scenario>_seed<seed>.<ext>`.
+pub fn artefact_path(dir: &std::path::Path, r: &TrialRecord, ext: &str) -> PathBuf {
+    dir.join(format!("{}_seed{}_{}.{ext}", r.scenario, r.seed, r.mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_matches_published_values() {
+        // Reference values: statsmodels 0.14 proportion_confint(k, n, alpha=0.05, method="wilson").
+        for (k, n, lo_ref, hi_ref) in [
+            (18, 20, 0.698_966_355, 0.972_133_519),
+            (0, 10, 0.0, 0.277_532_800),
+            (10, 10, 0.722_467_200, 1.0),
+            (1, 2, 0.094_531_206, 0.905_468_794),
+            (45, 50, 0.786_397_686, 0.956_524_235),
+        ] {
+            let (lo, hi) = wilson_interval(k, n);
+            assert!(
+                (lo - lo_ref).abs() < 1e-8 && (hi - hi_ref).abs() < 1e-8,
+                "{k}/{n}: {lo} {hi}"
+            );
+        }
+        assert_eq!(band(0.8), "green");
+        assert_eq!(band(0.79), "yellow");
+        assert_eq!(band(0.59), "red");
+    }
+}

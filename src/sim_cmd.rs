@@ -1,0 +1,211 @@
+//! `mvla sim ...`: command-line glue for the simulator (list, trials, collect).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::{BadInput, SimCommand, SimPolicyArg, SimTrialsArgs};
+use mvla::sim::lockstep::TrialRecord;
+use mvla::sim::trials::{self, PolicyChoice, TrialsError, TrialsOptions};
+use mvla::sim::world::Catalogue;
+
+fn catalogue(files: &[PathBuf]) -> Result<Catalogue> {
+    Catalogue::with_files(files).map_err(|e| BadInput(e.to_string()).into())
+}
+
+fn bad(e: TrialsError) -> anyhow::Error {
+    match e {
+        TrialsError::Scenario(_) | TrialsError::Model { .. } | TrialsError::Invalid(_) => {
+            BadInput(e.to_string()).into()
+        }
+    }
+}
+
+pub fn run(action: SimCommand) -> Result<u8> {
+    match action {
+        SimCommand::List { scenario_file } => {
+            let c = catalogue(&scenario_file)?;
+            let mut out = std::io::stdout().lock();
+            for f in &c.files {
+                let _ = writeln!(out, "# {} ({})", f.name, f.path);
+                for n in f.names() {
+                    let _ = writeln!(out, "{n}");
+                }
+            }
+            Ok(0)
+        }
+        SimCommand::Trials(a) => trials_cmd(a),
+        SimCommand::Collect {
+            scenario,
+            episodes,
+            out,
+            seed,
+            frames,
+            width,
+            height,
+            scenario_file,
+        } => {
+            let c = catalogue(&scenario_file)?;
+            let config = mvla::config::Config::builtin_default();
+            let opts = mvla::sim::collect::CollectOptions {
+                catalogue: c,
+                scenario_glob: scenario,
+                episodes,
+                out,
+                seed,
+                frames,
+                width,
+                height,
+                motor: config.motor,
+                calib: config.calib,
+            };
+            let summary = mvla::sim::collect::collect(&opts, |e| {
+                println!(
+                    "{} {}: {} rows, expert {}",
+                    if e.kept { "wrote" } else { "discarded" },
+                    e.path.display(),
+                    e.rows,
+                    e.verdict
+                );
+            })
+            .map_err(|e| match e {
+                mvla::sim::collect::CollectError::Scenario(_)
+                | mvla::sim::collect::CollectError::Invalid(_) => BadInput(e.to_string()).into(),
+                other => anyhow::Error::from(other),
+            })?;
+            println!(
+                "collected {} episodes ({} discarded: the expert failed) into {}",
+                summary.written,
+                summary.discarded,
+                opts.out.display()
+            );
+            Ok(if summary.written > 0 { 0 } else { 1 })
+        }
+    }
+}
+
+fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
+    let mut config = match &a.config {
+        Some(path) => mvla::config::Config::load(path).map_err(|e| BadInput(e.to_string()))?,
+        None => mvla::config::Config::builtin_default(),
+    };
+    if let Some(m) = &a.model {
+        config.model_dir = m.clone();
+    }
+    let mut o = TrialsOptions::new(config);
+    o.catalogue = catalogue(&a.scenario_file)?;
+    o.scenario_glob = a.scenario.clone();
+    o.trials = a.trials;
+    o.seed = a.seed;
+    o.policy = match a.policy {
+        SimPolicyArg::Model => PolicyChoice::Model,
+        SimPolicyArg::Expert => PolicyChoice::Expert,
+    };
+    o.latency = trials::latency_from_ms(a.latency_ms).map_err(bad)?;
+    o.camera_fps = a.fps;
+    if !(16..=4096).contains(&a.width)
+        || !(16..=4096).contains(&a.height)
+        || !a.width.is_multiple_of(2)
+        || !a.height.is_multiple_of(2)
+    {
+        return Err(BadInput(format!(
+            "--width/--height {}x{}: even, 16..=4096",
+            a.width, a.height
+        ))
+        .into());
+    }
+    o.width = a.width;
+    o.height = a.height;
+    o.layout = a.pixel_format.into();
+    o.rotation_override = match a.rotation_deg {
+        None => None,
+        Some(d) => Some(
+            mvla::preprocess::Rotation::from_degrees(d)
+                .ok_or_else(|| BadInput(format!("--rotation-deg {d}: 0 or 180")))?,
+        ),
+    };
+    if a.video_dir.is_some() {
+        o.keep_frames_width = Some(320);
+    }
+    for dir in [&a.plot_dir, &a.video_dir].into_iter().flatten() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut write_err: Option<anyhow::Error> = None;
+    let records = trials::run_trials(&o, |r: &TrialRecord| {
+        let mut out = std::io::stdout().lock();
+        if a.json {
+            if let Ok(line) = serde_json::to_string(r) {
+                let _ = writeln!(out, "{line}");
+            }
+        } else {
+            let _ = writeln!(
+                out,
+                "{:<32} seed {:<5} {:<8} {:<11} t {:>5.1} s  path {:>4.2} m  {}",
+                r.scenario,
+                r.seed,
+                if r.success() { "success" } else { "failure" },
+                r.failure_code.map(|c| c.name()).unwrap_or("-"),
+                r.time_s,
+                r.path_length_m,
+                r.reason
+            );
+        }
+        if let Some(dir) = &a.plot_dir {
+            let path = trials::artefact_path(dir, r, "svg");
+            if let Err(e) = std::fs::write(&path, mvla::sim::plot::trajectory_svg(r)) {
+                write_err.get_or_insert(anyhow::anyhow!("writing {}: {e}", path.display()));
+            }
+        }
+        if let Some(dir) = &a.video_dir {
+            let path = trials::artefact_path(dir, r, "gif");
+            if let Err(e) = mvla::sim::plot::write_video(&path, r) {
+                write_err.get_or_insert(anyhow::anyhow!("writing {}: {e}", path.display()));
+            }
+        }
+    })
+    .map_err(bad)?;
+    if let Some(e) = write_err {
+        return Err(e);
+    }
+    let summary = trials::summarize(&records);
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let _ = writeln!(out, "{}", serde_json::to_string(&summary)?);
+    } else {
+        let _ = writeln!(
+            out,
+            "\n{:<32} {:>4} {:>4} {:>6}  {:<15} {:<6} failure codes",
+            "scenario", "n", "ok", "rate", "95% Wilson", "band"
+        );
+        let row = |out: &mut std::io::StdoutLock, name: &str, t: &trials::Tally| {
+            let codes: Vec<String> = t
+                .failure_codes
+                .iter()
+                .map(|(c, n)| format!("{c} x{n}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{:<32} {:>4} {:>4} {:>5.1}%  [{:>4.1}, {:>5.1}]%  {:<6} {}",
+                name,
+                t.n,
+                t.successes,
+                t.rate * 100.0,
+                t.wilson_95.0 * 100.0,
+                t.wilson_95.1 * 100.0,
+                t.band,
+                codes.join(", ")
+            );
+        };
+        for (name, t) in &summary.per_scenario {
+            row(&mut out, name, t);
+        }
+        row(&mut out, "overall", &summary.overall);
+        let _ = writeln!(
+            out,
+            "policy {}; {:.1}x faster than real time",
+            summary.policy, summary.speed_vs_real_time
+        );
+    }
+    Ok(0)
+}
