@@ -86,10 +86,18 @@ pub struct RawSim {
     pub pixel_format: String,
     /// Rotation the runtime applies to the frames; default: the model's camera_rotation_deg.
     pub rotation_deg: Option<u32>,
+    /// "model" (the policy drives) or "expert" (the expert operator drives
+    /// instead of the camera and inference threads).
+    #[serde(default = "default_sim_policy")]
+    pub policy: String,
+}
+
+fn default_sim_policy() -> String {
+    "model".into()
 }
 
 fn default_sim_fps() -> f64 {
-    15.0
+    10.0
 }
 fn default_sim_width() -> u32 {
     1280
@@ -340,6 +348,8 @@ pub struct SimCaptureConfig {
     pub layout: crate::sim::render::PixelLayout,
     /// None: use the model's camera rotation.
     pub rotation_override: Option<Rotation>,
+    /// The expert operator drives instead of the model.
+    pub expert: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -524,7 +534,18 @@ impl Config {
                         )
                     })?),
                 };
+                let expert = match v.policy.as_str() {
+                    "model" => false,
+                    "expert" => true,
+                    other => {
+                        return Err(invalid(
+                            "capture.sim.policy",
+                            format!("{other:?} (supported: \"model\", \"expert\")"),
+                        ))
+                    }
+                };
                 CaptureConfig::Sim(SimCaptureConfig {
+                    expert,
                     scenario: v.scenario,
                     seed: v.seed,
                     catalogue,

@@ -166,7 +166,7 @@ struct SimTrialsArgs {
     #[arg(long)]
     latency_ms: Option<f64>,
     /// Camera frame rate of the simulated camera.
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, default_value_t = 10.0)]
     fps: f64,
     #[arg(long, default_value_t = 1280)]
     width: usize,

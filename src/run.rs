@@ -332,16 +332,21 @@ pub fn run(
         counters,
         stats,
         stop: stage_stop,
-    } = spawn_stages(
-        source,
-        stage,
-        InferenceSettings {
-            no_frame_timeout: config.no_frame_timeout,
-            budget: config.budget,
-        },
-        clock.clone(),
-        observer,
-    )
+    } = match (&sim, &config.capture) {
+        (Some(s), CaptureConfig::Sim(c)) if c.expert => {
+            spawn_expert(&s.world, c.seed, s.base.clone(), clock.clone())
+        }
+        _ => spawn_stages(
+            source,
+            stage,
+            InferenceSettings {
+                no_frame_timeout: config.no_frame_timeout,
+                budget: config.budget,
+            },
+            clock.clone(),
+            observer,
+        ),
+    }
     .map_err(|source| RunError::Io {
         what: "spawning the capture and inference threads".into(),
         source,
@@ -431,9 +436,13 @@ pub fn run(
                 Some(v) => v,
                 None => j.ended_early(&last, &stop_reason).clone(),
             };
+            let policy = match &config.capture {
+                CaptureConfig::Sim(c) if c.expert => "expert",
+                _ => meta.model_id.as_str(),
+            };
             Some(crate::sim::lockstep::TrialRecord::realtime(
                 &s.world,
-                &meta.model_id,
+                policy,
                 &v,
                 b.trajectory(),
                 &counters,
@@ -459,6 +468,37 @@ pub fn run(
         emulator_pose: emulator.as_ref().map(|e| e.snapshot().pose),
         emulator_wheel_frames: emulator.as_ref().map(|e| e.snapshot().wheel_frames.len()),
         sim: sim_record,
+    })
+}
+
+/// The expert operator in place of the camera and inference threads
+/// (`[capture.sim] policy = "expert"`): its key presses reach the motor loop
+/// through the same newest-wins event channel.
+fn spawn_expert(
+    world: &crate::sim::world::World,
+    seed: u64,
+    base: Arc<std::sync::Mutex<crate::sim::base::SimBase>>,
+    clock: Arc<dyn Clock>,
+) -> std::io::Result<Stages> {
+    let (tx, events) = crate::pipeline::latest();
+    let stop = Arc::new(AtomicBool::new(false));
+    let expert = crate::sim::expert::Expert::new(world, seed);
+    let inference = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("mvla-expert".into())
+            .spawn(move || crate::sim::expert::expert_thread(expert, base, tx, clock, stop))?
+    };
+    let capture = std::thread::Builder::new()
+        .name("mvla-capture".into())
+        .spawn(|| {})?;
+    Ok(Stages {
+        events,
+        capture,
+        inference,
+        counters: Default::default(),
+        stats: Default::default(),
+        stop,
     })
 }
 

@@ -109,7 +109,10 @@ pub fn collect(
             o.frames
         )));
     }
-    if !(16..=4096).contains(&o.width) || !(16..=4096).contains(&o.height) || !o.width.is_multiple_of(2) {
+    if !(16..=4096).contains(&o.width)
+        || !(16..=4096).contains(&o.height)
+        || !o.width.is_multiple_of(2)
+    {
         return Err(CollectError::Invalid(format!(
             "--width/--height {}x{} (even, 16..=4096)",
             o.width, o.height
@@ -129,6 +132,7 @@ pub fn collect(
         layout: PixelLayout::Bgr,
         latency: Latency::Fixed(std::time::Duration::ZERO),
         keep_frames_width: None,
+        two_core_render: true,
     };
     let mut summary = CollectSummary::default();
     let mut counter = 0u64;

@@ -4,10 +4,15 @@
 //! 0.4 s pulse at throttle 50 in the key's direction (the motor path turns it
 //! into the vendor formula's bytes), `stop_action` (zero) once at the goal.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::base::SimBase;
 use super::rng::SimRng;
 use super::world::{Pose, Side, World};
+use crate::clock::{Clock, Timestamp};
+use crate::pipeline::{ActionChunk, InferenceEvent, Latest, StageTimings};
 
 /// The team's key set: (key, [linear_x, linear_y, angular_z]), ±1.15 components.
 pub const KEYS: [(char, [f32; 3]); 5] = [
@@ -120,6 +125,57 @@ impl Expert {
         }
         let (_, key, a) = best.expect("KEYS is not empty");
         Press::Key(key, a)
+    }
+}
+
+/// A key press as the motor loop receives it: a chunk from `at` with the
+/// pulse, then zero (below the deadzone: stop) until past the next press.
+pub fn press_event(press: Press, at: Timestamp, seq: u64) -> InferenceEvent {
+    let a = press.action();
+    let mut actions = heapless::Vec::new();
+    let _ = actions.push([a[0], a[1]]);
+    let _ = actions.push([0.0, 0.0]);
+    let _ = actions.push([0.0, 0.0]);
+    InferenceEvent::Chunk(ActionChunk {
+        seq,
+        frame_seq: 0,
+        t0: at,
+        step: PULSE,
+        actions,
+        raw_first: [a[0], a[1]],
+        forced_zero: matches!(press, Press::Stop),
+        history_steps: 0,
+        timings: StageTimings::default(),
+    })
+}
+
+/// The expert in real time: instead of the camera and inference threads, one
+/// thread that presses keys at the operator's rhythm from the base's pose and
+/// posts them to the motor loop's event channel. Runs until `stop`.
+pub fn expert_thread(
+    mut expert: Expert,
+    base: Arc<Mutex<SimBase>>,
+    out: Latest<InferenceEvent>,
+    clock: Arc<dyn Clock>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut next = clock.now().plus(expert.next_interval());
+    let mut seq = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let now = clock.now();
+        if now < next {
+            // Short sleeps: shutdown is never more than 10 ms away.
+            clock.sleep_until(next.min(now.plus(Duration::from_millis(10))));
+            continue;
+        }
+        let pose = {
+            let Ok(mut b) = base.lock() else { return };
+            b.advance_to(now);
+            b.pose()
+        };
+        seq += 1;
+        out.send(press_event(expert.choose(pose), now, seq));
+        next = now.plus(expert.next_interval());
     }
 }
 

@@ -25,11 +25,11 @@ use crate::control::failsafe::Level;
 use crate::control::motor::{MotorConfig, MotorLoop};
 use crate::drive::emulator::BoardProtocol;
 use crate::drive::slcan::{open_sequence, wheel_command};
-use crate::pipeline::{ActionChunk, InferenceEvent, InferenceStage, StageTimings};
+use crate::pipeline::{InferenceEvent, InferenceStage};
 use crate::preprocess::{ChannelOrder, InputFormat};
 
 use super::base::{Sample, SimBase};
-use super::expert::{Expert, Press, PULSE};
+use super::expert::{press_event, Expert};
 use super::judge::{FailureCode, Judge, Outcome, Verdict};
 use super::render::{PixelLayout, Renderer};
 use super::world::{Pose, World};
@@ -57,6 +57,8 @@ pub struct LockstepSettings {
     pub latency: Latency,
     /// Keep a downscaled copy of every consumed frame (for `--video`), this wide.
     pub keep_frames_width: Option<usize>,
+    /// Render each frame on two cores (byte-identical; faster batches).
+    pub two_core_render: bool,
 }
 
 /// Who drives.
@@ -65,6 +67,8 @@ pub enum Driver<'a> {
     Model(&'a mut InferenceStage),
     /// The expert operator's key pulses (no camera, no policy).
     Expert,
+    /// A test's script: at each tick, given the time and the true pose, maybe an event.
+    Scripted(&'a mut dyn FnMut(Timestamp, Pose) -> Option<InferenceEvent>),
     /// The expert, recording a demonstration: the episode_start frame, then
     /// one frame [`CAPTURE_DELAY`] after each key press, until `rows` rows.
     Demonstration {
@@ -260,11 +264,13 @@ pub fn run_trial(
         Driver::Model(_) | Driver::Demonstration { .. } => {
             Some(Renderer::new(s.width, s.height, &world.camera))
         }
-        Driver::Expert => None,
+        Driver::Expert | Driver::Scripted(_) => None,
     };
+    // The second core renders half of each frame (lock-step is otherwise single-threaded).
+    let mut helper = renderer.clone().filter(|_| s.two_core_render);
     let mut expert = match driver {
         Driver::Expert | Driver::Demonstration { .. } => Some(Expert::new(world, seed)),
-        Driver::Model(_) => None,
+        Driver::Model(_) | Driver::Scripted(_) => None,
     };
     let rows_wanted = match &driver {
         Driver::Demonstration { rows, .. } => *rows,
@@ -333,6 +339,7 @@ pub fn run_trial(
     // Run the inference stage on one captured frame picked up at `pick`.
     let infer = |stage: &mut InferenceStage,
                  renderer: &mut Renderer,
+                 helper: &mut Option<Renderer>,
                  frame: &mut Frame,
                  p: PendingFrame,
                  pick: Timestamp,
@@ -340,13 +347,13 @@ pub fn run_trial(
                  mailbox: &mut VecDeque<(Timestamp, InferenceEvent)>,
                  latencies: &mut Vec<Duration>|
      -> Timestamp {
-        renderer.render(
-            world,
-            p.pose,
-            seed ^ p.seq.wrapping_mul(0x9E37_79B9),
-            s.layout,
-            &mut frame.data,
-        );
+        let noise_seed = seed ^ p.seq.wrapping_mul(0x9E37_79B9);
+        match (s.layout, helper.as_mut()) {
+            (PixelLayout::Bgr, Some(h)) => {
+                renderer.render_bgr_on_two_cores(h, world, p.pose, noise_seed, &mut frame.data)
+            }
+            _ => renderer.render(world, p.pose, noise_seed, s.layout, &mut frame.data),
+        }
         frame.seq = p.seq;
         frame.capture_time = p.at;
         frame.starts_episode = p.seq == 1;
@@ -384,25 +391,15 @@ pub fn run_trial(
                 let press = e.choose(base.pose());
                 let a = press.action();
                 expert_seq += 1;
-                let mut actions = heapless::Vec::new();
-                // The pulse, then zero (below the deadzone: stop) until the next press.
-                let _ = actions.push([a[0], a[1]]);
-                let _ = actions.push([0.0, 0.0]);
-                let _ = actions.push([0.0, 0.0]);
-                let event = InferenceEvent::Chunk(ActionChunk {
-                    seq: expert_seq,
-                    frame_seq: 0,
-                    t0: now,
-                    step: PULSE,
-                    actions,
-                    raw_first: [a[0], a[1]],
-                    forced_zero: matches!(press, Press::Stop),
-                    history_steps: 0,
-                    timings: StageTimings::default(),
-                });
+                let event = press_event(press, now, expert_seq);
                 mailbox.push_back((now, event));
                 next_press = now.plus(e.next_interval());
                 demo_due.push_back((now.plus(CAPTURE_DELAY), a, press.event_type()));
+            }
+        }
+        if let Driver::Scripted(script) = &mut driver {
+            if let Some(event) = script(now, base.pose()) {
+                mailbox.push_back((now, event));
             }
         }
         // A frame waiting for the stage, which is free now.
@@ -413,6 +410,7 @@ pub fn run_trial(
                     busy_until = infer(
                         stage,
                         r,
+                        &mut helper,
                         &mut frame,
                         p,
                         pick,
@@ -489,6 +487,7 @@ pub fn run_trial(
                     busy_until = infer(
                         stage,
                         r,
+                        &mut helper,
                         &mut frame,
                         p,
                         next_camera,

@@ -23,7 +23,8 @@ fn level_color(level: Option<Level>) -> &'static str {
 }
 
 fn rgb_hex(c: [f32; 3]) -> String {
-    let b = c.map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8);
+    // Linear light back to display bytes (gamma 1/2.2, as the renderer).
+    let b = c.map(|v| (v.clamp(0.0, 1.0).powf(1.0 / 2.2) * 255.0).round() as u8);
     format!("#{:02x}{:02x}{:02x}", b[0], b[1], b[2])
 }
 

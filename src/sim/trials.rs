@@ -72,7 +72,7 @@ impl TrialsOptions {
             seed: 0,
             policy: PolicyChoice::Model,
             latency: Latency::Measured,
-            camera_fps: 15.0,
+            camera_fps: 10.0,
             width: 1280,
             height: 720,
             layout: PixelLayout::Bgr,
@@ -106,6 +106,7 @@ pub fn run_trials(
         layout: o.layout,
         latency: o.latency,
         keep_frames_width: o.keep_frames_width,
+        two_core_render: true,
     };
     let model_err = |source| TrialsError::Model {
         path: o.config.model_dir.display().to_string(),

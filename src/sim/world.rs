@@ -572,7 +572,7 @@ pub struct Object {
     pub y: f64,
     pub height: f64,
     pub shape: Shape,
-    /// Linear 0..1 RGB, lighting not applied.
+    /// Linear-light 0..1 RGB (decoded from the file's sRGB-like bytes), lighting not applied.
     pub color: [f32; 3],
 }
 
@@ -694,9 +694,16 @@ pub struct World {
     pub floor: Floor,
 }
 
+/// Scenario colours are sRGB-like bytes (what the colour looks like in a
+/// photo); the renderer shades in linear light and applies gamma 1/2.2, so
+/// decode with gamma 2.2 here (else a 176,132,84 box shows as 215,190,155).
+fn linear(byte: f64) -> f32 {
+    (byte.clamp(0.0, 255.0) / 255.0).powf(2.2) as f32
+}
+
 fn color(rng: &mut SimRng, colors: &[[u8; 3]], jitter: f64) -> [f32; 3] {
     let c = colors[rng.index(colors.len())];
-    c.map(|v| (((f64::from(v) + rng.uniform(-jitter, jitter)).clamp(0.0, 255.0)) / 255.0) as f32)
+    c.map(|v| linear(f64::from(v) + rng.uniform(-jitter, jitter)))
 }
 
 fn sample_object(spec: &ObjectSpec, mirror: bool, rng: &mut SimRng) -> Object {
@@ -773,7 +780,7 @@ impl World {
         let pair = spec.floor.colors[rng.index(spec.floor.colors.len())];
         let floor = Floor {
             tile_m: spec.floor.tile_m.sample(&mut rng),
-            colors: pair.map(|c| c.map(|v| f32::from(v) / 255.0)),
+            colors: pair.map(|c| c.map(|v| linear(f64::from(v)))),
         };
         let camera = Camera {
             height_m: spec.camera.height_m,
