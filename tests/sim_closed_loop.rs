@@ -332,3 +332,120 @@ fn expert_demonstrations_are_episodes_in_the_training_format() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn trials_write_a_trajectory_plot_and_a_video_per_trial() {
+    let dir = tempfile::tempdir().unwrap();
+    for policy in ["model", "expert"] {
+        let out = mvla()
+            .args([
+                "sim",
+                "trials",
+                "--scenario",
+                "v3_right",
+                "--trials",
+                "1",
+                "--seed",
+                "4",
+                "--latency-ms",
+                "60",
+                "--width",
+                "320",
+                "--height",
+                "180",
+                "--json",
+                "--policy",
+                policy,
+                "--plot-dir",
+            ])
+            .arg(dir.path().join("plots"))
+            .arg("--video-dir")
+            .arg(dir.path().join("video"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "one record per trial, then the summary");
+        let rec: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert!(rec["outcome"] == "success" || rec["outcome"] == "failure");
+        assert!(rec["trajectory"].as_array().unwrap().len() > 100);
+        let summary: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(summary["trials"], 1);
+        let svg =
+            std::fs::read_to_string(dir.path().join("plots/v3_right_seed4_lockstep.svg")).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("<polyline"), "the path");
+        assert!(svg.contains("stroke-dasharray"), "the success circle");
+        assert!(
+            svg.matches("<circle").count() >= 4,
+            "pot, basket, success circle, footprint"
+        );
+        let gif =
+            std::fs::File::open(dir.path().join("video/v3_right_seed4_lockstep.gif")).unwrap();
+        let mut opts = gif::DecodeOptions::new();
+        opts.set_color_output(gif::ColorOutput::RGBA);
+        let mut dec = opts.read_info(gif).unwrap();
+        assert_eq!((dec.width(), dec.height()), (320, 180));
+        let mut frames = 0;
+        while dec.read_next_frame().unwrap().is_some() {
+            frames += 1;
+        }
+        assert!(frames >= 20, "{policy}: {frames} frames");
+    }
+}
+
+#[test]
+fn bad_sim_input_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"x_{a}\"\n[axes]\na = [\"1\"]\n[base]\ninstruction = 3\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["sim", "trials", "--scenario", "no_such_scenario"],
+        vec!["sim", "trials", "--trials", "0"],
+        vec!["sim", "trials", "--fps", "0"],
+        vec!["sim", "trials", "--latency-ms", "-5"],
+        vec!["sim", "trials", "--width", "321"],
+    ] {
+        let out = mvla().args(&args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = mvla()
+        .args(["sim", "list", "--scenario-file"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("instruction"),
+        "{err}"
+    );
+    // A sim run needs the emulated board.
+    let cfg = dir.path().join("slcan_sim.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\ndir = {:?}\n[capture]\nsource = \"sim\"\n[capture.sim]\nscenario = \"v3_left\"\n\
+             [motor]\nlink = \"slcan\"\n[motor.slcan]\nport = \"/dev/null\"\n",
+            repo("tests/fixtures/tiny_model").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = mvla().args(["run", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("motor.link"));
+}

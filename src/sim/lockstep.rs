@@ -264,7 +264,10 @@ pub fn run_trial(
         Driver::Model(_) | Driver::Demonstration { .. } => {
             Some(Renderer::new(s.width, s.height, &world.camera))
         }
-        Driver::Expert | Driver::Scripted(_) => None,
+        // No camera in the loop; one only to film the trial for `--video`.
+        Driver::Expert | Driver::Scripted(_) => s
+            .keep_frames_width
+            .map(|_| Renderer::new(s.width, s.height, &world.camera)),
     };
     // The second core renders half of each frame (lock-step is otherwise single-threaded).
     let mut helper = renderer.clone().filter(|_| s.two_core_render);
@@ -507,6 +510,20 @@ pub fn run_trial(
                     }
                 } else {
                     pending = Some(p); // newest wins: an unread frame is replaced
+                }
+            } else if let (Some(r), Some(w)) = (renderer.as_mut(), s.keep_frames_width) {
+                if !matches!(driver, Driver::Demonstration { .. }) {
+                    // Filming a camera-less driver: what the camera would have seen.
+                    r.render(world, base.pose(), seed, PixelLayout::Bgr, &mut frame.data);
+                    frame.format = InputFormat::Packed3;
+                    record.kept_frames.push(keep_frame(
+                        &frame,
+                        w,
+                        world,
+                        next_camera,
+                        &last_actions,
+                        level,
+                    ));
                 }
             }
             next_camera = next_camera.plus(camera_period);
