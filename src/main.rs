@@ -226,6 +226,10 @@ enum SimCommand {
         height: usize,
         #[arg(long)]
         scenario_file: Vec<PathBuf>,
+        /// Probability that a key press executes a random key instead of
+        /// the expert's (DART-style noise; the expert's key stays the label).
+        #[arg(long, default_value_t = 0.0)]
+        perturb: f64,
     },
 }
 

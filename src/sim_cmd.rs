@@ -45,6 +45,7 @@ pub fn run(action: SimCommand) -> Result<u8> {
             width,
             height,
             scenario_file,
+            perturb,
         } => {
             let c = catalogue(&scenario_file)?;
             let config = mvla::config::Config::builtin_default();
@@ -59,6 +60,7 @@ pub fn run(action: SimCommand) -> Result<u8> {
                 height,
                 motor: config.motor,
                 calib: config.calib,
+                perturb,
             };
             let summary = mvla::sim::collect::collect(&opts, |e| {
                 println!(

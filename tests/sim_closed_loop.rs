@@ -31,6 +31,7 @@ fn settings(config: &Config) -> LockstepSettings {
         latency: Latency::Fixed(Duration::from_millis(60)),
         keep_frames_width: None,
         two_core_render: true,
+        expert_perturb: 0.0,
     }
 }
 

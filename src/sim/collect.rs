@@ -50,6 +50,8 @@ pub struct CollectOptions {
     pub height: usize,
     pub motor: MotorConfig,
     pub calib: Calibration,
+    /// Probability of executing a random key instead of the expert's (the label stays the expert's).
+    pub perturb: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +120,12 @@ pub fn collect(
             o.width, o.height
         )));
     }
+    if !(o.perturb.is_finite() && (0.0..=1.0).contains(&o.perturb)) {
+        return Err(CollectError::Invalid(format!(
+            "--perturb {} (0..=1)",
+            o.perturb
+        )));
+    }
     let names = o.catalogue.matching(&o.scenario_glob)?;
     std::fs::create_dir_all(&o.out).map_err(|source| CollectError::Io {
         path: o.out.display().to_string(),
@@ -133,6 +141,7 @@ pub fn collect(
         latency: Latency::Fixed(std::time::Duration::ZERO),
         keep_frames_width: None,
         two_core_render: true,
+        expert_perturb: o.perturb,
     };
     let mut summary = CollectSummary::default();
     let mut counter = 0u64;

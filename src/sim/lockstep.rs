@@ -29,9 +29,10 @@ use crate::pipeline::{InferenceEvent, InferenceStage};
 use crate::preprocess::{ChannelOrder, InputFormat};
 
 use super::base::{Sample, SimBase};
-use super::expert::{press_event, Expert};
+use super::expert::{press_event, Expert, Press, KEYS};
 use super::judge::{FailureCode, Judge, Outcome, Verdict};
 use super::render::{PixelLayout, Renderer};
+use super::rng::SimRng;
 use super::world::{Pose, World};
 
 /// Simulated time of the trial's first tick (non-zero, like a monotonic clock).
@@ -59,6 +60,9 @@ pub struct LockstepSettings {
     pub keep_frames_width: Option<usize>,
     /// Render each frame on two cores (byte-identical; faster batches).
     pub two_core_render: bool,
+    /// Probability that the expert's key is replaced by a random one when
+    /// executed (demonstrations record the expert's choice; 0 = none).
+    pub expert_perturb: f64,
 }
 
 /// Who drives.
@@ -386,6 +390,7 @@ pub fn run_trial(
         mailbox.push_back((done, processed.event));
         done
     };
+    let mut perturb_rng = SimRng::new(seed).fork(0x4441_5254); // "DART"
     let mut now = START;
     let verdict: Verdict = loop {
         // The expert presses a key: a pulse chunk, straight to the motor loop.
@@ -394,7 +399,17 @@ pub fn run_trial(
                 let press = e.choose(base.pose());
                 let a = press.action();
                 expert_seq += 1;
-                let event = press_event(press, now, expert_seq);
+                // DART-style noise for demonstrations: now and then another
+                // key is executed, the expert's own choice is still the label,
+                // so the data shows how to recover from off-route states.
+                let executed = match press {
+                    Press::Key(..) if perturb_rng.unit() < s.expert_perturb => {
+                        let (k, ka) = KEYS[perturb_rng.index(KEYS.len())];
+                        Press::Key(k, ka)
+                    }
+                    other => other,
+                };
+                let event = press_event(executed, now, expert_seq);
                 mailbox.push_back((now, event));
                 next_press = now.plus(e.next_interval());
                 demo_due.push_back((now.plus(CAPTURE_DELAY), a, press.event_type()));

@@ -107,6 +107,7 @@ pub fn run_trials(
         latency: o.latency,
         keep_frames_width: o.keep_frames_width,
         two_core_render: true,
+        expert_perturb: 0.0,
     };
     let model_err = |source| TrialsError::Model {
         path: o.config.model_dir.display().to_string(),
