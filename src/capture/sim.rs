@@ -79,14 +79,16 @@ impl FrameSource for SimCamera {
     fn next_frame(&mut self, frame: &mut Frame) -> Result<(), CaptureError> {
         let due = self.next.unwrap_or_else(|| self.clock.now());
         self.clock.sleep_until(due);
-        let now = self.clock.now();
-        let pose = {
+        // The exposure instant is when the pose is read, after the base is
+        // ours: a frame never claims to be older than the scene it shows.
+        let (now, pose) = {
             let mut b = self
                 .base
                 .lock()
                 .map_err(|_| CaptureError::Disconnected("sim base lock poisoned".into()))?;
+            let now = self.clock.now();
             b.advance_to(now);
-            b.pose()
+            (now, b.pose())
         };
         self.seq += 1;
         self.renderer.render(
