@@ -505,18 +505,18 @@ impl Config {
                         format!("{:?} is not a known scenario (`mvla sim list`)", v.scenario),
                     ));
                 }
-                if !(v.fps.is_finite() && (1.0..=120.0).contains(&v.fps)) {
-                    return Err(invalid("capture.sim.fps", format!("{} (1..=120)", v.fps)));
+                // At least 5 fps: the camera thread sleeps one period between
+                // frames, and shutdown must not wait longer than 200 ms for it.
+                if !(v.fps.is_finite() && (5.0..=120.0).contains(&v.fps)) {
+                    return Err(invalid("capture.sim.fps", format!("{} (5..=120)", v.fps)));
                 }
-                if !(16..=4096).contains(&v.width)
-                    || !(16..=4096).contains(&v.height)
-                    || v.width % 2 != 0
-                    || v.height % 2 != 0
-                {
-                    return Err(invalid(
-                        "capture.sim.width",
-                        format!("{}x{} (even, 16..=4096)", v.width, v.height),
-                    ));
+                for (key, n) in [
+                    ("capture.sim.width", v.width),
+                    ("capture.sim.height", v.height),
+                ] {
+                    if !(16..=4096).contains(&n) || n % 2 != 0 {
+                        return Err(invalid(key, format!("{n} (even, 16..=4096)")));
+                    }
                 }
                 let layout =
                     crate::sim::render::PixelLayout::parse(&v.pixel_format).ok_or_else(|| {

@@ -497,6 +497,12 @@ fn cmd_run(
         Some(s) if !(s.is_finite() && s > 0.0) => {
             bail!(BadInput(format!("--duration-s {s}: must be positive")))
         }
+        // A year bounds any field session and keeps Duration from overflowing.
+        Some(s) if s > 3.2e7 => {
+            bail!(BadInput(format!(
+                "--duration-s {s}: at most 3.2e7 (a year)"
+            )))
+        }
         Some(s) => Some(std::time::Duration::from_secs_f64(s)),
         None => None,
     };

@@ -262,7 +262,24 @@ pub fn run(
                 .map(|r| r.scenario.clone())
                 .unwrap_or_else(|| "mvla_session".into()),
         })
-        .or_else(|| config.record.clone());
+        .or_else(|| config.record.clone())
+        .map(|mut r| {
+            // A simulated session is named after its scenario, never mistaken for the field.
+            if let Some(s) = &sim {
+                if r.scenario == "mvla_session" {
+                    r.scenario = format!("sim_{}", s.world.scenario);
+                }
+            }
+            r
+        });
+    let expert = matches!(&config.capture, CaptureConfig::Sim(c) if c.expert);
+    if expert && record_cfg.is_some() {
+        // The expert replaces the camera and inference threads: there is
+        // nothing to record here (`mvla sim collect` records its demonstrations).
+        return Err(RunError::Capture(CaptureError::Config(
+            "recording needs the camera and the policy; with [capture.sim] policy = \"expert\" use `mvla sim collect` for demonstrations".into(),
+        )));
+    }
     let (observer, recorder_handle): (Box<dyn crate::pipeline::InferenceObserver>, _) =
         match &record_cfg {
             Some(r) => {
@@ -334,6 +351,7 @@ pub fn run(
         stop: stage_stop,
     } = match (&sim, &config.capture) {
         (Some(s), CaptureConfig::Sim(c)) if c.expert => {
+            drop(observer); // no recorder with the expert (refused above): nothing waits on it
             spawn_expert(&s.world, c.seed, s.base.clone(), clock.clone())
         }
         _ => spawn_stages(

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+// `writeln!` to a locked stdout and `let _ =` throughout: output to a closed
+// pipe is dropped, the batch goes on.
+
 use crate::{BadInput, SimCommand, SimPolicyArg, SimTrialsArgs};
 use mvla::sim::lockstep::TrialRecord;
 use mvla::sim::trials::{self, PolicyChoice, TrialsError, TrialsOptions};
@@ -63,7 +66,9 @@ pub fn run(action: SimCommand) -> Result<u8> {
                 perturb,
             };
             let summary = mvla::sim::collect::collect(&opts, |e| {
-                println!(
+                // `let _ =`: a closed stdout (`| head`) must not stop the collection.
+                let _ = writeln!(
+                    std::io::stdout(),
                     "{} {}: {} rows, expert {}",
                     if e.kept { "wrote" } else { "discarded" },
                     e.path.display(),
@@ -76,7 +81,8 @@ pub fn run(action: SimCommand) -> Result<u8> {
                 | mvla::sim::collect::CollectError::Invalid(_) => BadInput(e.to_string()).into(),
                 other => anyhow::Error::from(other),
             })?;
-            println!(
+            let _ = writeln!(
+                std::io::stdout(),
                 "collected {} episodes ({} discarded: the expert failed) into {}",
                 summary.written,
                 summary.discarded,
@@ -133,7 +139,7 @@ fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
     for dir in [&a.plot_dir, &a.video_dir].into_iter().flatten() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut write_err: Option<anyhow::Error> = None;
+    let mut write_errors: Vec<String> = Vec::new();
     let records = trials::run_trials(&o, |r: &TrialRecord| {
         let mut out = std::io::stdout().lock();
         if a.json {
@@ -155,22 +161,23 @@ fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
         }
         if let Some(dir) = &a.plot_dir {
             let path = trials::artefact_path(dir, r, "svg");
-            if let Err(e) = std::fs::write(&path, mvla::sim::plot::trajectory_svg(r)) {
-                write_err.get_or_insert(anyhow::anyhow!("writing {}: {e}", path.display()));
+            if let Err(e) = write_new(&path, mvla::sim::plot::trajectory_svg(r).as_bytes()) {
+                write_errors.push(format!("{}: {e}", path.display()));
             }
         }
         if let Some(dir) = &a.video_dir {
             let path = trials::artefact_path(dir, r, "gif");
             if let Err(e) = mvla::sim::plot::write_video(&path, r) {
-                write_err.get_or_insert(anyhow::anyhow!("writing {}: {e}", path.display()));
+                write_errors.push(format!("{}: {e}", path.display()));
             }
         }
     })
     .map_err(bad)?;
-    if let Some(e) = write_err {
-        return Err(e);
-    }
-    let summary = trials::summarize(&records);
+    let mut summary = trials::summarize(&records);
+    summary.latency = match o.latency {
+        mvla::sim::lockstep::Latency::Measured => "measured compute time per step".into(),
+        mvla::sim::lockstep::Latency::Fixed(d) => format!("fixed {:.1} ms", d.as_secs_f64() * 1e3),
+    };
     let mut out = std::io::stdout().lock();
     if a.json {
         let _ = writeln!(out, "{}", serde_json::to_string(&summary)?);
@@ -205,9 +212,27 @@ fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
         row(&mut out, "overall", &summary.overall);
         let _ = writeln!(
             out,
-            "policy {}; {:.1}x faster than real time",
-            summary.policy, summary.speed_vs_real_time
+            "policy {}; latency {}; simulated {:.2}x real time",
+            summary.policy, summary.latency, summary.speed_vs_real_time
         );
     }
+    // Pictures that could not be written: after the summary, never instead of it.
+    if !write_errors.is_empty() {
+        for e in &write_errors {
+            eprintln!("error: {e}");
+        }
+        anyhow::bail!("{} plot/video file(s) not written", write_errors.len());
+    }
     Ok(0)
+}
+
+/// Write a new file; an existing one is never replaced.
+fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::File::create_new(path)?;
+    if let Err(e) = f.write_all(bytes).and_then(|_| f.sync_all()) {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(())
 }

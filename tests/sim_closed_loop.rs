@@ -46,6 +46,7 @@ fn model_options(glob: &str, trials: usize, seed: u64) -> TrialsOptions {
     o.camera_fps = 10.0;
     o.width = 320;
     o.height = 180;
+    o.keep_trajectories = true;
     o
 }
 
@@ -359,9 +360,9 @@ fn trials_write_a_trajectory_plot_and_a_video_per_trial() {
                 policy,
                 "--plot-dir",
             ])
-            .arg(dir.path().join("plots"))
+            .arg(dir.path().join(policy).join("plots"))
             .arg("--video-dir")
-            .arg(dir.path().join("video"))
+            .arg(dir.path().join(policy).join("video"))
             .output()
             .unwrap();
         assert!(
@@ -377,8 +378,17 @@ fn trials_write_a_trajectory_plot_and_a_video_per_trial() {
         assert!(rec["trajectory"].as_array().unwrap().len() > 100);
         let summary: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(summary["trials"], 1);
-        let svg =
-            std::fs::read_to_string(dir.path().join("plots/v3_right_seed4_lockstep.svg")).unwrap();
+        let only = |sub: &str| {
+            let files: Vec<PathBuf> = std::fs::read_dir(dir.path().join(policy).join(sub))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert_eq!(files.len(), 1, "{files:?}");
+            let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with("v3_right_seed4_lockstep_"), "{name}");
+            files[0].clone()
+        };
+        let svg = std::fs::read_to_string(only("plots")).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("<polyline"), "the path");
         assert!(svg.contains("stroke-dasharray"), "the success circle");
@@ -386,8 +396,7 @@ fn trials_write_a_trajectory_plot_and_a_video_per_trial() {
             svg.matches("<circle").count() >= 4,
             "pot, basket, success circle, footprint"
         );
-        let gif =
-            std::fs::File::open(dir.path().join("video/v3_right_seed4_lockstep.gif")).unwrap();
+        let gif = std::fs::File::open(only("video")).unwrap();
         let mut opts = gif::DecodeOptions::new();
         opts.set_color_output(gif::ColorOutput::RGBA);
         let mut dec = opts.read_info(gif).unwrap();
@@ -449,4 +458,201 @@ fn bad_sim_input_is_refused_with_exit_2() {
     let out = mvla().args(["run", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("motor.link"));
+}
+
+fn scenario_file(dir: &std::path::Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = edit(std::fs::read_to_string(repo("src/sim/scenarios/v3.toml")).unwrap());
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn exit_code_and_stderr(args: &[&str], extra: &[&std::path::Path]) -> (Option<i32>, String) {
+    let mut c = mvla();
+    c.args(args);
+    for p in extra {
+        c.arg(p);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn hostile_scenario_files_are_refused_with_exit_2_naming_the_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Box<dyn Fn(String) -> String>, &str)> = vec![
+        // A path in a scenario name would let plots escape their folder.
+        (
+            "slash.toml",
+            Box::new(|t| t.replace("\"center\", \"left\"", "\"x/../../escaped\", \"left\"")),
+            "A-Z a-z",
+        ),
+        // A typo in a value table would silently use the base layout.
+        (
+            "typo.toml",
+            Box::new(|t| t.replace("[values.target.left.goal]", "[values.target.lefty.goal]")),
+            "lefty",
+        ),
+        (
+            "axis_typo.toml",
+            Box::new(|t| t.replace("[values.target.left.goal]", "[values.tagret.left.goal]")),
+            "tagret",
+        ),
+        // NaN inside a range used to be dropped by min/max.
+        (
+            "nan.toml",
+            Box::new(|t| t.replace("pitch_deg = [-11.0, -7.0]", "pitch_deg = [nan, -7.0]")),
+            "pitch_deg",
+        ),
+        // The robot would start inside the pot: COLLISION at t = 0.
+        (
+            "overlap.toml",
+            Box::new(|t| t.replacen("x_m = [0.85, 0.95]", "x_m = [0.0, 0.05]", 1)),
+            "start footprint",
+        ),
+        (
+            "placeholder.toml",
+            Box::new(|t| t.replace("name = \"v3_{target}\"", "name = \"v3_{target}_{oops}\"")),
+            "placeholders",
+        ),
+        (
+            "dup.toml",
+            Box::new(|t| {
+                t.replace(
+                    "\"center\", \"left\", \"right\"",
+                    "\"center\", \"left\", \"right\", \"left\"",
+                )
+            }),
+            "repeats",
+        ),
+    ];
+    for (file, edit, needle) in cases {
+        let path = scenario_file(dir.path(), file, edit);
+        let (code, err) = exit_code_and_stderr(&["sim", "list", "--scenario-file"], &[&path]);
+        assert_eq!(code, Some(2), "{file}: {err}");
+        assert!(err.contains(file) && err.contains(needle), "{file}: {err}");
+    }
+    // Not a regular file (would read forever).
+    let (code, err) = exit_code_and_stderr(&["sim", "list", "--scenario-file", "/dev/zero"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    // 2^12 scenarios: refused at once instead of validating for minutes.
+    let mut text = String::from("name = \"many");
+    let mut axes = String::from("[axes]\n");
+    for i in 0..12 {
+        text.push_str(&format!("_{{a{i}}}"));
+        axes.push_str(&format!("a{i} = [\"x\", \"y\"]\n"));
+    }
+    let many = dir.path().join("many.toml");
+    std::fs::write(&many, format!("{text}\"\n{axes}[base]\n")).unwrap();
+    let t = std::time::Instant::now();
+    let (code, err) = exit_code_and_stderr(&["sim", "list", "--scenario-file"], &[&many]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("more than 1024"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn hostile_sim_arguments_are_refused_and_nothing_is_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    // Used to abort with "capacity overflow".
+    let (code, _) = exit_code_and_stderr(
+        &[
+            "sim",
+            "trials",
+            "--policy",
+            "expert",
+            "--trials",
+            "18446744073709551615",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(2));
+    // Used to panic in SystemTime arithmetic.
+    let (code, err) = exit_code_and_stderr(
+        &[
+            "sim",
+            "collect",
+            "--scenario",
+            "v3_left",
+            "--frames",
+            "4",
+            "--width",
+            "64",
+            "--height",
+            "36",
+            "--seed",
+            "153722867280912931",
+            "--out",
+        ],
+        &[&dir.path().join("c")],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    // Expert + recording used to hang forever (the recorder's channel never closed).
+    let cfg = sim_config(dir.path(), "v3_left", 0, "expert");
+    let t = std::time::Instant::now();
+    let (code, err) = exit_code_and_stderr(
+        &["run", "--duration-s", "3", "--record"],
+        &[
+            &dir.path().join("rec"),
+            std::path::Path::new("--config"),
+            &cfg,
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("sim collect"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(20));
+    // Plots are never overwritten; the summary still comes.
+    let plots = dir.path().join("plots");
+    for round in 0..2 {
+        let out = mvla()
+            .args([
+                "sim",
+                "trials",
+                "--policy",
+                "expert",
+                "--scenario",
+                "v3_center",
+                "--plot-dir",
+            ])
+            .arg(&plots)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("overall"),
+            "round {round}: summary printed: {stdout}"
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(round),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(std::fs::read_dir(&plots).unwrap().count(), 1);
+    // A closed stdout does not stop a collection half way.
+    let demos = dir.path().join("demos");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} sim collect --scenario 'v3_*' --frames 4 --width 64 --height 36 --out {} | head -c 1 >/dev/null",
+            env!("CARGO_BIN_EXE_mvla"),
+            demos.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let names: Vec<String> = std::fs::read_dir(&demos)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".h5")).count(),
+        3,
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.ends_with(".partial")), "{names:?}");
 }

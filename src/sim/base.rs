@@ -13,7 +13,8 @@ use crate::drive::STOP_WHEELS;
 use super::rng::SimRng;
 use super::world::{Pose, World};
 
-/// Integration step: wheel noise is redrawn and a trajectory sample kept per step.
+/// Integration grid: wheel noise is redrawn per 10 ms cell; a trajectory
+/// sample is kept at the end of every integration step (≤ one cell).
 pub const STEP_NS: u64 = 10_000_000;
 
 /// One point of the trajectory.
@@ -35,6 +36,8 @@ pub struct SimBase {
     wheels: [u8; 3],
     gains: [f64; 3],
     noise_std: f64,
+    /// This 10 ms cell's speed factors.
+    noise: [f64; 3],
     rng: SimRng,
     trajectory: Vec<Sample>,
     /// Keep the trajectory (the simulator) or only the pose (the plain board emulator).
@@ -82,6 +85,7 @@ impl SimBase {
             wheels: STOP_WHEELS,
             gains,
             noise_std,
+            noise: [1.0; 3],
             rng,
             trajectory: Vec::with_capacity(if keep_trajectory { 4096 } else { 1 }),
             keep_trajectory,
@@ -121,17 +125,25 @@ impl SimBase {
     /// Integrate up to `now` in steps of at most [`STEP_NS`].
     pub fn advance_to(&mut self, now: Timestamp) {
         while self.time < now {
-            let dt_ns = (now.0 - self.time.0).min(STEP_NS);
+            // Steps end on the 10 ms grid from the start, so the noise is
+            // drawn per grid cell whatever the calls' timing (real time's
+            // irregular wheel frames and lock-step's ticks alike).
+            let into_cell = (self.time.0 - self.start.0) % STEP_NS;
+            if into_cell == 0 {
+                for f in &mut self.noise {
+                    *f = if self.noise_std > 0.0 {
+                        1.0 + self.noise_std * self.rng.normal()
+                    } else {
+                        1.0
+                    };
+                }
+            }
+            let dt_ns = (now.0 - self.time.0).min(STEP_NS - into_cell);
             let dt = dt_ns as f64 * 1e-9;
             let mut speeds = [0.0; 3];
             for (i, s) in speeds.iter_mut().enumerate() {
                 let nominal = self.calib.bytes.speed_for_byte(self.wheels[i]) * self.gains[i];
-                let noise = if self.noise_std > 0.0 && nominal != 0.0 {
-                    1.0 + self.noise_std * self.rng.normal()
-                } else {
-                    1.0
-                };
-                *s = nominal * noise;
+                *s = nominal * self.noise[i];
             }
             let t = self.calib.base.twist(speeds);
             // Exact for a constant twist over the step: heading at mid-step.

@@ -75,6 +75,8 @@ pub struct CollectSummary {
 /// Synthetic collection times: 2026-01-01T00:00:00Z plus one minute per
 /// episode, so names are unique, sortable and the same for the same arguments.
 const COLLECTION_EPOCH_S: u64 = 1_767_225_600;
+/// Names stay four-digit years (before 9999-01-01).
+const MAX_COLLECTION_S: u64 = 253_370_764_800;
 
 struct WriterSink<'a> {
     writer: &'a mut EpisodeWriter,
@@ -149,12 +151,37 @@ pub fn collect(
         for i in 0..o.episodes {
             let seed = o.seed.wrapping_add(i as u64);
             let world = o.catalogue.world(name, seed)?;
-            let when = std::time::UNIX_EPOCH
-                + std::time::Duration::from_secs(COLLECTION_EPOCH_S + 60 * (o.seed + counter));
+            // Checked: a seed far out would wrap (or overflow SystemTime).
+            let when = o
+                .seed
+                .checked_add(counter)
+                .and_then(|m| m.checked_mul(60))
+                .and_then(|s| s.checked_add(COLLECTION_EPOCH_S))
+                .filter(|&s| s < MAX_COLLECTION_S)
+                .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
+                .ok_or_else(|| {
+                    CollectError::Invalid(format!(
+                        "--seed {}: too large for the synthetic collection time (at most {})",
+                        o.seed,
+                        (MAX_COLLECTION_S - COLLECTION_EPOCH_S) / 60 - counter - 1
+                    ))
+                })?;
             counter += 1;
             let (iso, stamp, hour, minute) = utc_stamp(when);
             let episode_name = format!("episode_{stamp}_{name}");
             let path = o.out.join(format!("{episode_name}.h5"));
+            // Written under a temporary name, renamed when complete: a killed
+            // collection never leaves a short episode that looks whole.
+            let partial = o.out.join(format!("{episode_name}.h5.partial"));
+            if path.exists() {
+                return Err(CollectError::Io {
+                    path: path.display().to_string(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "exists (episodes are never overwritten)",
+                    ),
+                });
+            }
             let header = EpisodeHeader {
                 episode_name: episode_name.clone(),
                 instruction: world.instruction.clone(),
@@ -168,7 +195,7 @@ pub fn collect(
                 model_id: format!("sim_expert seed {seed}"),
             };
             let mut writer =
-                EpisodeWriter::create(&path, o.width, o.height, ChannelOrder::Bgr, &header)?;
+                EpisodeWriter::create(&partial, o.width, o.height, ChannelOrder::Bgr, &header)?;
             let record = {
                 let mut sink = WriterSink {
                     writer: &mut writer,
@@ -186,6 +213,13 @@ pub fn collect(
             };
             let rows = writer.rows();
             drop(writer);
+            if let Some(e) = &record.error {
+                let _ = std::fs::remove_file(&partial);
+                return Err(CollectError::Io {
+                    path: partial.display().to_string(),
+                    source: std::io::Error::other(e.clone()),
+                });
+            }
             // Kept unless the expert failed (collision, drift, wrong side, stop):
             // a demonstration that ran out of rows short of the goal is kept and said so.
             use super::judge::FailureCode;
@@ -200,9 +234,16 @@ pub fn collect(
                     )
                 );
             if !kept {
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(&partial);
                 summary.discarded += 1;
             } else {
+                // hard_link + remove: "rename unless the target exists" (never overwrite).
+                let linked = std::fs::hard_link(&partial, &path);
+                let _ = std::fs::remove_file(&partial);
+                linked.map_err(|source| CollectError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
                 summary.written += 1;
             }
             let verdict = match record.failure_code {

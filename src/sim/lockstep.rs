@@ -155,6 +155,9 @@ pub struct TrialRecord {
     pub trajectory: Vec<TrajectoryPoint>,
     #[serde(skip)]
     pub kept_frames: Vec<KeptFrame>,
+    /// A demonstration row that could not be written (the trial stopped there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl TrialRecord {
@@ -216,6 +219,7 @@ impl TrialRecord {
                 .map(|s| point(s, None))
                 .collect(),
             kept_frames: Vec::new(),
+            error: None,
         }
     }
 }
@@ -337,6 +341,7 @@ pub fn run_trial(
         world: world.clone(),
         trajectory: Vec::new(),
         kept_frames: Vec::new(),
+        error: None,
     };
     let mut latencies: Vec<Duration> = Vec::new();
     let mut judged = 0usize;
@@ -581,14 +586,10 @@ pub fn run_trial(
         }
         now = next;
     };
-    if let Some(e) = demo_error {
-        record.reason = e;
-    }
+    record.error = demo_error;
     record.outcome = verdict.outcome;
     record.failure_code = verdict.failure_code;
-    if record.reason.is_empty() {
-        record.reason = verdict.reason.clone();
-    }
+    record.reason = verdict.reason.clone();
     record.time_s = verdict.time_s;
     record.path_length_m = verdict.path_length_m;
     record.final_pose = verdict.pose;

@@ -245,9 +245,15 @@ pub enum VideoError {
 pub fn write_video(path: &Path, r: &TrialRecord) -> Result<(), VideoError> {
     let first = r.kept_frames.first().ok_or(VideoError::NoFrames)?;
     let (w, h) = (first.width as u16, first.height as u16);
+    if path.exists() {
+        return Err(VideoError::Io(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "exists (never overwritten)",
+        )));
+    }
     let tmp = path.with_extension("gif.partial");
     {
-        let file = std::fs::File::create(&tmp)?;
+        let file = std::fs::File::create_new(&tmp)?;
         let mut enc = gif::Encoder::new(std::io::BufWriter::new(file), w, h, &[])?;
         enc.set_repeat(gif::Repeat::Infinite)?;
         for (i, k) in r.kept_frames.iter().enumerate() {
@@ -260,9 +266,16 @@ pub fn write_video(path: &Path, r: &TrialRecord) -> Result<(), VideoError> {
                 .unwrap_or(k.t_s + 0.1);
             let mut frame = gif::Frame::from_rgb_speed(w, h, &f.rgb, 10);
             frame.delay = ((next_t - k.t_s) * 100.0).round().clamp(2.0, 500.0) as u16;
-            enc.write_frame(&frame)?;
+            if let Err(e) = enc.write_frame(&frame) {
+                drop(enc);
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
         }
     }
-    std::fs::rename(&tmp, path)?;
+    // hard_link + remove: an atomic "rename unless the target exists".
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    linked?;
     Ok(())
 }

@@ -57,9 +57,14 @@ pub struct TrialsOptions {
     pub layout: PixelLayout,
     /// The rotation the runtime applies; None = the model's camera_rotation_deg.
     pub rotation_override: Option<Rotation>,
-    /// Keep downscaled frames for videos (width).
+    /// Keep downscaled frames for videos (width); they reach `each`, not the result.
     pub keep_frames_width: Option<usize>,
+    /// Return each record's trajectory too (it always reaches `each`).
+    pub keep_trajectories: bool,
 }
+
+/// Most trials per scenario in one batch.
+pub const MAX_TRIALS: usize = 100_000;
 
 impl TrialsOptions {
     /// Defaults of `mvla sim trials` on a config.
@@ -78,6 +83,7 @@ impl TrialsOptions {
             layout: PixelLayout::Bgr,
             rotation_override: None,
             keep_frames_width: None,
+            keep_trajectories: false,
         }
     }
 }
@@ -87,8 +93,11 @@ pub fn run_trials(
     o: &TrialsOptions,
     mut each: impl FnMut(&TrialRecord),
 ) -> Result<Vec<TrialRecord>, TrialsError> {
-    if o.trials == 0 {
-        return Err(TrialsError::Invalid("--trials must be at least 1".into()));
+    if !(1..=MAX_TRIALS).contains(&o.trials) {
+        return Err(TrialsError::Invalid(format!(
+            "--trials {} (1..={MAX_TRIALS} per scenario)",
+            o.trials
+        )));
     }
     if !(o.camera_fps.is_finite() && (1.0..=120.0).contains(&o.camera_fps)) {
         return Err(TrialsError::Invalid(format!(
@@ -129,7 +138,7 @@ pub fn run_trials(
         let (s, _) = crate::run::build_stage(&o.config, meta, spec).map_err(model_err)?;
         stage = Some(s);
     }
-    let mut out = Vec::with_capacity(names.len() * o.trials);
+    let mut out = Vec::new();
     for name in &names {
         for i in 0..o.trials {
             let seed = o.seed.wrapping_add(i as u64);
@@ -138,8 +147,14 @@ pub fn run_trials(
                 Some(s) => Driver::Model(s),
                 None => Driver::Expert,
             };
-            let r = run_trial(&world, seed, driver, &policy_name, &settings);
+            let mut r = run_trial(&world, seed, driver, &policy_name, &settings);
             each(&r);
+            // What the summary needs stays; frames and (unless asked) the
+            // trajectory go, so a long batch does not grow without bound.
+            r.kept_frames = Vec::new();
+            if !o.keep_trajectories {
+                r.trajectory = Vec::new();
+            }
             out.push(r);
         }
     }
@@ -215,6 +230,8 @@ pub struct BatchSummary {
     pub per_scenario: BTreeMap<String, Tally>,
     /// Simulated seconds per wall-clock second.
     pub speed_vs_real_time: f64,
+    /// How inference latency was modelled ("measured" or "fixed N ms").
+    pub latency: String,
 }
 
 pub fn summarize(records: &[TrialRecord]) -> BatchSummary {
@@ -239,6 +256,7 @@ pub fn summarize(records: &[TrialRecord]) -> BatchSummary {
         overall: Tally::of(records.iter()),
         per_scenario,
         speed_vs_real_time: if wall_s > 0.0 { sim_s / wall_s } else { 0.0 },
+        latency: String::new(),
     }
 }
 
@@ -255,9 +273,26 @@ pub fn latency_from_ms(ms: Option<f64>) -> Result<Latency, TrialsError> {
     }
 }
 
-/// Where plots and videos of a trial go: `<dir>/<scenario>_seed<seed>.<ext>`.
+/// Where plots and videos of a trial go:
+/// `<dir>/<scenario>_seed<seed>_<mode>_<policy>.<ext>` (scenario names and
+/// model ids are checked to be plain names; anything else in the policy name
+/// becomes `_`).
 pub fn artefact_path(dir: &std::path::Path, r: &TrialRecord, ext: &str) -> PathBuf {
-    dir.join(format!("{}_seed{}_{}.{ext}", r.scenario, r.seed, r.mode))
+    let policy: String = r
+        .policy
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join(format!(
+        "{}_seed{}_{}_{policy}.{ext}",
+        r.scenario, r.seed, r.mode
+    ))
 }
 
 #[cfg(test)]

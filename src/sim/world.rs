@@ -48,13 +48,19 @@ impl Range {
     fn sample(self, rng: &mut SimRng) -> f64 {
         match self {
             Range::Fixed(v) => v,
-            Range::Span([lo, hi]) => rng.uniform(lo.min(hi), hi.max(lo)),
+            Range::Span(_) => {
+                let (lo, hi) = self.bounds();
+                rng.uniform(lo, hi)
+            }
         }
     }
+    /// (low, high); NaN stays NaN (so validation rejects it; `f64::min` would drop it).
     fn bounds(self) -> (f64, f64) {
         match self {
             Range::Fixed(v) => (v, v),
-            Range::Span([a, b]) => (a.min(b), a.max(b)),
+            Range::Span([a, b]) if a <= b => (a, b),
+            Range::Span([a, b]) if b < a => (b, a),
+            Range::Span(_) => (f64::NAN, f64::NAN),
         }
     }
 }
@@ -304,8 +310,17 @@ impl ScenarioFile {
         } else {
             raw.axis_order.clone()
         };
+        if let Some(extra) = raw.axes.keys().find(|k| !order.contains(k)) {
+            return Err(perr(format!(
+                "axis {extra:?} is in [axes] but not in axis_order"
+            )));
+        }
+        let mut seen_axes = std::collections::BTreeSet::new();
         let mut axes = Vec::new();
         for a in &order {
+            if !seen_axes.insert(a.clone()) {
+                return Err(perr(format!("axis {a:?} listed twice in axis_order")));
+            }
             let values = raw
                 .axes
                 .get(a)
@@ -322,10 +337,57 @@ impl ScenarioFile {
             if values.is_empty() {
                 return Err(perr(format!("axis {a:?} has no values")));
             }
+            let distinct: std::collections::BTreeSet<&String> = values.iter().collect();
+            if distinct.len() != values.len() {
+                return Err(perr(format!("axis {a:?} repeats a value")));
+            }
+            if let Some(bad) = values.iter().find(|v| !is_name_part(v)) {
+                return Err(perr(format!(
+                    "axis {a:?}: value {bad:?} must be 1-64 characters of A-Z a-z 0-9 _ -"
+                )));
+            }
             if !raw.name.contains(&format!("{{{a}}}")) {
                 return Err(perr(format!("name {:?} has no {{{a}}}", raw.name)));
             }
             axes.push((a.clone(), values));
+        }
+        // Scenario names become file names (plots, videos, episodes): only
+        // safe characters, every placeholder an axis.
+        let mut template = raw.name.clone();
+        for (a, _) in &axes {
+            template = template.replace(&format!("{{{a}}}"), "x");
+        }
+        if !is_name_part(&template) {
+            return Err(perr(format!(
+                "name {:?}: placeholders must be axes and the rest A-Z a-z 0-9 _ -",
+                raw.name
+            )));
+        }
+        let count = axes
+            .iter()
+            .try_fold(1usize, |n, (_, v)| n.checked_mul(v.len()));
+        if count.is_none_or(|n| n > MAX_SCENARIOS_PER_FILE) {
+            return Err(perr(format!(
+                "more than {MAX_SCENARIOS_PER_FILE} scenarios (the product of the axes' value counts)"
+            )));
+        }
+        for (axis, table) in &raw.values {
+            let Some((_, values)) = axes.iter().find(|(a, _)| a == axis) else {
+                return Err(perr(format!("[values.{axis}]: {axis:?} is not an axis")));
+            };
+            let Some(table) = table.as_table() else {
+                return Err(perr(format!("[values.{axis}] must be a table")));
+            };
+            for (value, t) in table {
+                if !values.contains(value) {
+                    return Err(perr(format!(
+                        "[values.{axis}.{value}]: {value:?} is not a value of axis {axis:?}"
+                    )));
+                }
+                if !t.is_table() {
+                    return Err(perr(format!("[values.{axis}.{value}] must be a table")));
+                }
+            }
         }
         let file = Self {
             path: path.to_string(),
@@ -335,17 +397,26 @@ impl ScenarioFile {
             values: raw.values,
         };
         // Every scenario of the family must be valid: fail at load, not mid-batch.
-        for name in file.names() {
-            file.spec(&name)?;
+        for combo in file.combos() {
+            file.spec_of(&combo)?;
         }
         Ok(file)
     }
 
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        let read_err = |source| ScenarioError::Read {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        // A regular file of sane size: not a FIFO that blocks, not /dev/zero.
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        if !meta.is_file() || meta.len() > MAX_SCENARIO_FILE_BYTES {
+            return Err(ScenarioError::Parse {
+                path: path.display().to_string(),
+                message: format!("not a regular file of at most {MAX_SCENARIO_FILE_BYTES} bytes"),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -385,13 +456,21 @@ impl ScenarioFile {
             .into_iter()
             .find(|c| self.name_of(c) == name)
             .ok_or_else(|| ScenarioError::NoMatch(name.to_string(), self.names().join(", ")))?;
+        self.spec_of(&combo)
+    }
+
+    fn spec_of(
+        &self,
+        combo: &[(String, String)],
+    ) -> Result<(ScenarioSpec, Vec<(String, String)>), ScenarioError> {
+        let name = self.name_of(combo);
         let invalid = |message: String| ScenarioError::Invalid {
             path: self.path.clone(),
             scenario: name.to_string(),
             message,
         };
         let mut merged = self.base.clone();
-        for (axis, value) in &combo {
+        for (axis, value) in combo {
             if let Some(t) = self
                 .values
                 .get(axis)
@@ -404,7 +483,7 @@ impl ScenarioFile {
         }
         // `{side}`-style placeholders in the instruction.
         if let Some(toml::Value::String(s)) = merged.get_mut("instruction") {
-            for (a, v) in &combo {
+            for (a, v) in combo {
                 *s = s.replace(&format!("{{{a}}}"), v);
             }
         }
@@ -412,8 +491,20 @@ impl ScenarioFile {
             .try_into()
             .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
         validate(&spec).map_err(invalid)?;
-        Ok((spec, combo))
+        Ok((spec, combo.to_vec()))
     }
+}
+
+/// Largest family a file may describe (the built-in ones have 24 and 3).
+pub const MAX_SCENARIOS_PER_FILE: usize = 1024;
+/// Largest scenario file read (the built-in ones are ~5 KB).
+pub const MAX_SCENARIO_FILE_BYTES: u64 = 1 << 20;
+
+/// A scenario name (part): 1-64 characters of A-Z a-z 0-9 _ -.
+fn is_name_part(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn finite_pos(v: f64, what: &str, max: f64) -> Result<(), String> {
@@ -516,6 +607,37 @@ fn validate(s: &ScenarioSpec) -> Result<(), String> {
         }
         if !(o.color_jitter.is_finite() && (0.0..=128.0).contains(&o.color_jitter)) {
             return Err(format!("{w}.color_jitter must be in [0, 128]"));
+        }
+    }
+    // The start footprint inside the arena and clear of every object in all
+    // sampled positions (bounding circles: conservative).
+    let (sx0, sx1) = s.robot.start_x_m.bounds();
+    let (sy0, sy1) = s.robot.start_y_m.bounds();
+    let r = s.robot.radius_m;
+    if sx0 - r < a.x_min_m || sx1 + r > a.x_max_m || sy0 - r < a.y_min_m || sy1 + r > a.y_max_m {
+        return Err(format!(
+            "the robot's start footprint (radius {r} m) must lie inside the arena"
+        ));
+    }
+    for (i, o) in std::iter::once(&s.goal).chain(&s.obstacles).enumerate() {
+        if !o.present {
+            continue;
+        }
+        let reach = match o.shape {
+            ShapeKind::Cylinder => o.radius_m.bounds().1,
+            ShapeKind::Box => 0.5 * o.depth_m.bounds().1.hypot(o.width_m.bounds().1),
+        };
+        let (ox0, ox1) = o.x_m.bounds();
+        let (oy0, oy1) = o.y_m.bounds();
+        let gap_x = (ox0 - sx1).max(sx0 - ox1).max(0.0);
+        let gap_y = (oy0 - sy1).max(sy0 - oy1).max(0.0);
+        if gap_x.hypot(gap_y) < r + reach {
+            let w = if i == 0 {
+                "goal".to_string()
+            } else {
+                format!("obstacles[{}]", i - 1)
+            };
+            return Err(format!("{w} can overlap the robot's start footprint"));
         }
     }
     if s.time_periods.is_empty() {
