@@ -483,7 +483,8 @@ fn exit_code_and_stderr(args: &[&str], extra: &[&std::path::Path]) -> (Option<i3
 #[test]
 fn hostile_scenario_files_are_refused_with_exit_2_naming_the_fault() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(String) -> String>, &str)> = vec![
+    type Edit = Box<dyn Fn(String) -> String>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         // A path in a scenario name would let plots escape their folder.
         (
             "slash.toml",
