@@ -111,6 +111,16 @@ impl MotorLoop {
                 if self.current.as_ref().is_some_and(|cur| c.t0 <= cur.t0) {
                     return;
                 }
+                // A non-number in a chunk is a fault with its level (Stop),
+                // never an action quietly executed as zero. Raised at the
+                // chunk's frame time: a chunk from a later frame clears it.
+                if c.actions.iter().flatten().any(|v| !v.is_finite()) {
+                    self.failsafe.raise(
+                        Condition::Pipeline(crate::fault::FaultKind::NonFiniteOutput),
+                        c.t0,
+                    );
+                    return;
+                }
                 self.failsafe.on_chunk(c.t0);
                 self.previous = self.current.replace(c);
                 self.switched_at = now;
@@ -347,6 +357,31 @@ mod tests {
         m.on_event(chunk(2000, &[[1.15, 0.0]]), ms(2000));
         let o = m.tick(ms(2010), true, true);
         assert_eq!((o.level, o.wheels), (Level::EStop, STOP_WHEELS));
+    }
+
+    #[test]
+    fn a_chunk_with_a_non_number_is_a_fault_not_a_zero_action() {
+        let mut m = MotorLoop::new(
+            cfg(DriveMode::DirectionThrottle, 0.0),
+            Calibration::serbot(),
+        );
+        // Moving on a good chunk.
+        m.on_event(chunk(100, &[[1.15, 0.0]; 3]), ms(110));
+        assert_eq!(m.tick(ms(120), true, false).level, Level::Nominal);
+        // A newer chunk carrying NaN in a later step: Stop now, wheels stopped,
+        // and the bad chunk is not executed.
+        m.on_event(chunk(200, &[[1.15, 0.0], [f32::NAN, 0.0]]), ms(210));
+        let o = m.tick(ms(220), true, false);
+        assert_eq!((o.level, o.wheels), (Level::Stop, STOP_WHEELS));
+        assert_eq!(
+            m.failsafe().worst(),
+            Some(Condition::Pipeline(FaultKind::NonFiniteOutput))
+        );
+        // Infinity too; then a chunk from a later frame clears it.
+        m.on_event(chunk(300, &[[f32::INFINITY, 0.0]]), ms(310));
+        assert_eq!(m.tick(ms(320), true, false).level, Level::Stop);
+        m.on_event(chunk(400, &[[1.15, 0.0]]), ms(410));
+        assert_eq!(m.tick(ms(420), true, false).level, Level::Nominal);
     }
 
     #[test]

@@ -202,6 +202,18 @@ impl ModelMeta {
         if raw.chunk == 0 {
             return Err(invalid("chunk", "must be at least 1".into()));
         }
+        // The motor side carries chunks in fixed buffers; a longer chunk
+        // would be cut short, so it is refused here, at load.
+        if raw.chunk > crate::pipeline::MAX_CHUNK {
+            return Err(invalid(
+                "chunk",
+                format!(
+                    "{} (the runtime carries at most {} actions per chunk)",
+                    raw.chunk,
+                    crate::pipeline::MAX_CHUNK
+                ),
+            ));
+        }
         if raw.action_dim != 2 {
             return Err(invalid(
                 "action_dim",
