@@ -15,6 +15,15 @@ use mvla::policy::{Policy, PolicyRunner};
 use mvla::preprocess::{ChannelOrder, CpuPreprocessor, FrameRef, Preprocessor, Rotation};
 use mvla::record::{collect_episode_paths, Episode};
 
+/// `println!` that a closed stdout (`mvla eval --json | head`) cannot turn
+/// into a panic: the write is dropped and the command finishes normally.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod sim_cmd;
 
 /// Exit codes, so systemd and scripts can tell failures apart.
@@ -525,7 +534,7 @@ fn cmd_run(
         Err(e) => return Err(e.into()),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        out!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_run_summary(&summary);
     }
@@ -534,18 +543,26 @@ fn cmd_run(
 
 fn print_run_summary(s: &mvla::run::RunSummary) {
     let c = &s.counters;
-    println!("mvla run: {} ({})", s.stop_reason, s.config);
-    println!(
+    out!("mvla run: {} ({})", s.stop_reason, s.config);
+    out!(
         "  model {} ({}, {}); source: {}",
-        s.model_dir, s.model_id, s.backend, s.source
+        s.model_dir,
+        s.model_id,
+        s.backend,
+        s.source
     );
-    println!(
+    out!(
         "  ran {:.1} s: frames captured {}, dropped (replaced unread) {}, capture errors {}",
-        s.ran_s, c.frames_captured, c.frames_dropped, c.capture_errors
+        s.ran_s,
+        c.frames_captured,
+        c.frames_dropped,
+        c.capture_errors
     );
-    println!(
+    out!(
         "  inferences {}, inference faults {}, chunks superseded unread {}",
-        c.inferences, c.inference_faults, c.chunks_superseded_unread
+        c.inferences,
+        c.inference_faults,
+        c.chunks_superseded_unread
     );
     if !s.inference.faults.is_empty() {
         let faults: Vec<String> = s
@@ -554,11 +571,15 @@ fn print_run_summary(s: &mvla::run::RunSummary) {
             .iter()
             .map(|(k, n)| format!("{k} x{n}"))
             .collect();
-        println!("  faults: {}", faults.join(", "));
+        out!("  faults: {}", faults.join(", "));
     }
-    println!(
+    out!(
         "  {:<28} {:>9} {:>9} {:>9} {:>7}",
-        "latency (ms)", "p50", "p99", "max", "count"
+        "latency (ms)",
+        "p50",
+        "p99",
+        "max",
+        "count"
     );
     let i = &s.inference;
     for (name, l) in [
@@ -568,13 +589,17 @@ fn print_run_summary(s: &mvla::run::RunSummary) {
         ("capture -> chunk", i.capture_to_chunk),
         ("chunk age at use (motor)", s.motor.chunk_age_at_use),
     ] {
-        println!(
+        out!(
             "  {:<28} {:>9.2} {:>9.2} {:>9.2} {:>7}",
-            name, l.p50_ms, l.p99_ms, l.max_ms, l.count
+            name,
+            l.p50_ms,
+            l.p99_ms,
+            l.max_ms,
+            l.count
         );
     }
     let m = &s.motor;
-    println!(
+    out!(
         "  motor ({}, {} Hz): ticks {} (moving {}), levels nominal {} / degraded {} / hold {} / stop {} / estop {}, deadline misses {}, tick lateness p99 {:.2} ms",
         m.mode,
         m.loop_hz,
@@ -588,7 +613,7 @@ fn print_run_summary(s: &mvla::run::RunSummary) {
         m.deadline_misses,
         m.tick_lateness.p99_ms
     );
-    println!(
+    out!(
         "  link {}: frames sent {}, errors {}, superseded {}, final stop sent {}",
         m.link.link,
         m.link.frames_sent,
@@ -597,7 +622,7 @@ fn print_run_summary(s: &mvla::run::RunSummary) {
         m.link.final_stop_sent
     );
     if let Some(t) = &s.sim {
-        println!(
+        out!(
             "  sim {} seed {}: {} (t {:.1} s, path {:.2} m, closest {:.2} m to the goal's front point)",
             t.scenario,
             t.seed,
@@ -611,7 +636,7 @@ fn print_run_summary(s: &mvla::run::RunSummary) {
         );
     }
     if let (Some(p), Some(n)) = (s.emulator_pose, s.emulator_wheel_frames) {
-        println!(
+        out!(
             "  emulated base: {n} wheel frames, pose x {:.3} m, y {:.3} m, heading {:.1} deg",
             p.0,
             p.1,
@@ -620,16 +645,16 @@ fn print_run_summary(s: &mvla::run::RunSummary) {
     }
     if let Some(r) = &s.record {
         for (path, rows) in &r.episodes {
-            println!("  recorded episode {path} ({rows} rows)");
+            out!("  recorded episode {path} ({rows} rows)");
         }
-        println!(
+        out!(
             "  session log {} ({} lines); items dropped by a busy recorder: {}",
             r.session_log_path.as_deref().unwrap_or("-"),
             r.session_log_lines,
             r.dropped_items
         );
         for e in &r.errors {
-            println!("  recording error: {e}");
+            out!("  recording error: {e}");
         }
     }
 }
@@ -754,7 +779,7 @@ fn cmd_bench_tensorrt(
     let r =
         mvla::bench::bench_chain(&mut chain, format, steps, warmup).map_err(anyhow::Error::msg)?;
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "backend": describe, "load_s": load_s, "bench": r
@@ -762,7 +787,7 @@ fn cmd_bench_tensorrt(
         );
         return Ok(0);
     }
-    println!(
+    out!(
         "{describe}; engines loaded in {load_s:.2} s; frame {}",
         r.frame
     );
@@ -771,21 +796,29 @@ fn cmd_bench_tensorrt(
         ("engines until chunk", r.infer),
         ("step total", r.step_total),
     ]);
-    println!("peak RSS {:.0} MiB", r.peak_rss_mib);
+    out!("peak RSS {:.0} MiB", r.peak_rss_mib);
     Ok(0)
 }
 
 /// The `mvla bench` table: one row per stage, milliseconds.
 fn print_stage_table(rows: &[(&str, mvla::bench::Summary)]) {
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(10) + 4;
-    println!(
+    out!(
         "{:<width$} {:>9} {:>9} {:>9} {:>8}",
-        "stage (ms)", "p50", "p99", "max", "samples"
+        "stage (ms)",
+        "p50",
+        "p99",
+        "max",
+        "samples"
     );
     for (name, s) in rows {
-        println!(
+        out!(
             "{:<width$} {:>9.3} {:>9.3} {:>9.3} {:>8}",
-            name, s.p50_ms, s.p99_ms, s.max_ms, s.samples
+            name,
+            s.p50_ms,
+            s.p99_ms,
+            s.max_ms,
+            s.samples
         );
     }
 }
@@ -794,10 +827,10 @@ fn cmd_bench(model: &Path, steps: usize, warmup: usize, json: bool) -> Result<u8
     let report = mvla::bench::bench_policy(model, steps, warmup)
         .map_err(|e| BadInput(format!("model {}: {e}", model.display())))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(0);
     }
-    println!(
+    out!(
         "model {} ({}, backbone {:.1} M parameters), loaded in {:.2} s; frame {}",
         model.display(),
         report.model_id,
@@ -811,7 +844,7 @@ fn cmd_bench(model: &Path, steps: usize, warmup: usize, json: bool) -> Result<u8
         ("head, full window", report.head_full_window),
         ("step total", report.step_total),
     ]);
-    println!("peak RSS {:.0} MiB", report.peak_rss_mib);
+    out!("peak RSS {:.0} MiB", report.peak_rss_mib);
     Ok(0)
 }
 
@@ -906,7 +939,7 @@ fn cmd_eval(model: &Path, inputs: &[PathBuf], json: bool) -> Result<u8> {
             overall_chunk: chunk.metrics(),
             steps_evaluated: steps,
         };
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        out!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(if summary.skipped.is_empty() {
             0
         } else {
@@ -915,7 +948,7 @@ fn cmd_eval(model: &Path, inputs: &[PathBuf], json: bool) -> Result<u8> {
     }
     print_eval_table(model, &model_id, &episodes, &first, &chunk, steps);
     for s in &skipped {
-        println!("SKIPPED {}: {}", s.path, s.error);
+        out!("SKIPPED {}: {}", s.path, s.error);
     }
     Ok(if skipped.is_empty() { 0 } else { exit::PARTIAL })
 }
@@ -939,13 +972,19 @@ fn print_eval_table(
     chunk: &ErrorSums,
     steps: usize,
 ) {
-    println!("model {} ({model_id})", model.display());
-    println!(
+    out!("model {} ({model_id})", model.display());
+    out!(
         "{:<48} {:>5} {:>8} {:>8} {:>8} {:>6} {:>10}",
-        "episode", "steps", "rmse_x", "rmse_y", "rmse", "dir", "chunk_rmse"
+        "episode",
+        "steps",
+        "rmse_x",
+        "rmse_y",
+        "rmse",
+        "dir",
+        "chunk_rmse"
     );
     let row = |name: &str, steps: usize, f: Metrics, c: Metrics| {
-        println!(
+        out!(
             "{:<48} {:>5} {:>8.4} {:>8.4} {:>8.4} {:>5.1}% {:>10.4}",
             name,
             steps,
@@ -965,7 +1004,7 @@ fn print_eval_table(
         );
     }
     row("OVERALL", steps, first.metrics(), chunk.metrics());
-    println!("(rmse/dir: chunk step 0 vs the recorded action; chunk_rmse: every chunk step with a recorded action; target rmse < 0.12)");
+    out!("(rmse/dir: chunk step 0 vs the recorded action; chunk_rmse: every chunk step with a recorded action; target rmse < 0.12)");
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1034,9 +1073,9 @@ fn cmd_engine_build(
     let outcome = outcome?;
     let r = &outcome.record;
     if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
+        out!("{}", serde_json::to_string_pretty(r)?);
     } else {
-        println!(
+        out!(
             "{} engines for TensorRT {} on sm_{}{} ({})",
             if outcome.reused { "reused" } else { "built" },
             r.tensorrt,
@@ -1044,9 +1083,9 @@ fn cmd_engine_build(
             r.compute_capability.1,
             r.precision.name()
         );
-        println!("  backbone: {}", outcome.paths.backbone.display());
-        println!("  head:     {}", outcome.paths.head.display());
-        println!(
+        out!("  backbone: {}", outcome.paths.backbone.display());
+        out!("  head:     {}", outcome.paths.head.display());
+        out!(
             "  parity ({} frames vs tract): feature cosine min {:.6} (>= {}), feature max abs {:.3e}, head chunk max abs {:.3e}, chain chunk max abs {:.3e} (<= {})",
             r.report.inputs,
             r.report.feature_cosine_min,
@@ -1056,7 +1095,7 @@ fn cmd_engine_build(
             r.report.chain_chunk_max_abs,
             r.report.thresholds.chunk_max_abs
         );
-        println!("  record:   {}", outcome.paths.parity.display());
+        out!("  record:   {}", outcome.paths.parity.display());
     }
     for p in &outcome.stale {
         eprintln!("note: {} belongs to another model/TensorRT/GPU/precision and is never loaded; delete it to free space", p.display());
@@ -1078,7 +1117,7 @@ fn cmd_doctor(
 ) -> Result<u8> {
     if list_hardware_tests {
         for t in mvla::doctor::HARDWARE_TESTS {
-            println!("{}\n    needs {}", t.command, t.needs);
+            out!("{}\n    needs {}", t.command, t.needs);
         }
         return Ok(0);
     }
@@ -1113,10 +1152,10 @@ fn cmd_doctor(
         None => "report not written (no --report-dir and no [record] dir in the config)".into(),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());
-        println!("hardware-only tests: mvla doctor --list-hardware-tests");
+        out!("hardware-only tests: mvla doctor --list-hardware-tests");
     }
     eprintln!("{written}");
     Ok(report.exit_code())
