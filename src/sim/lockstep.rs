@@ -498,6 +498,7 @@ pub fn run_trial(
         }
         while next_camera < next {
             base.advance_to(next_camera);
+            let mut filmed = false;
             if let (Driver::Model(stage), Some(r)) = (&mut driver, renderer.as_mut()) {
                 frame_seq += 1;
                 record.frames += 1;
@@ -518,33 +519,27 @@ pub fn run_trial(
                         &mut mailbox,
                         &mut latencies,
                     );
-                    if let Some(w) = s.keep_frames_width {
-                        record.kept_frames.push(keep_frame(
-                            &frame,
-                            w,
-                            world,
-                            next_camera,
-                            &last_actions,
-                            level,
-                        ));
-                    }
+                    filmed = true;
                 } else {
                     pending = Some(p); // newest wins: an unread frame is replaced
                 }
-            } else if let (Some(r), Some(w)) = (renderer.as_mut(), s.keep_frames_width) {
+            } else if let (Some(r), Some(_)) = (renderer.as_mut(), s.keep_frames_width) {
                 if !matches!(driver, Driver::Demonstration { .. }) {
                     // Filming a camera-less driver: what the camera would have seen.
                     r.render(world, base.pose(), seed, PixelLayout::Bgr, &mut frame.data);
                     frame.format = InputFormat::Packed3;
-                    record.kept_frames.push(keep_frame(
-                        &frame,
-                        w,
-                        world,
-                        next_camera,
-                        &last_actions,
-                        level,
-                    ));
+                    filmed = true;
                 }
+            }
+            if let (true, Some(w)) = (filmed, s.keep_frames_width) {
+                record.kept_frames.push(keep_frame(
+                    &frame,
+                    w,
+                    world,
+                    next_camera,
+                    &last_actions,
+                    level,
+                ));
             }
             next_camera = next_camera.plus(camera_period);
         }

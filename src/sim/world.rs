@@ -720,29 +720,33 @@ impl Object {
         }
     }
 
-    /// Lateral extent (min y, max y) of the footprint.
-    pub fn y_extent(&self) -> (f64, f64) {
-        let r = match self.shape {
-            Shape::Cylinder { radius } => radius,
+    /// Half extents (along x, along y) of the footprint's bounding rectangle.
+    fn half_extents(&self) -> (f64, f64) {
+        match self.shape {
+            Shape::Cylinder { radius } => (radius, radius),
             Shape::Box {
                 half_depth,
                 half_width,
                 yaw,
-            } => half_depth * yaw.sin().abs() + half_width * yaw.cos().abs(),
-        };
+            } => {
+                let (s, c) = (yaw.sin().abs(), yaw.cos().abs());
+                (
+                    half_depth * c + half_width * s,
+                    half_depth * s + half_width * c,
+                )
+            }
+        }
+    }
+
+    /// Lateral extent (min y, max y) of the footprint.
+    pub fn y_extent(&self) -> (f64, f64) {
+        let (_, r) = self.half_extents();
         (self.y - r, self.y + r)
     }
 
     /// Extent along x (min x, max x) of the footprint.
     pub fn x_extent(&self) -> (f64, f64) {
-        let r = match self.shape {
-            Shape::Cylinder { radius } => radius,
-            Shape::Box {
-                half_depth,
-                half_width,
-                yaw,
-            } => half_depth * yaw.cos().abs() + half_width * yaw.sin().abs(),
-        };
+        let (r, _) = self.half_extents();
         (self.x - r, self.x + r)
     }
 }
