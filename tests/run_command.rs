@@ -201,3 +201,49 @@ fn an_unknown_backend_is_a_config_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("inference.backend"), "{err}");
 }
+
+#[test]
+fn replay_of_missing_or_non_hdf5_episodes_is_refused_before_anything_moves() {
+    // Used to exit 0 with the capture thread spinning on open errors.
+    let dir = tempfile::tempdir().unwrap();
+    let text_file = dir.path().join("notes.h5");
+    std::fs::write(&text_file, "not hdf5").unwrap();
+    let fifo = dir.path().join("pipe.h5");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for (episode, needle) in [
+        (dir.path().join("missing.h5"), "missing.h5"),
+        (text_file, "notes.h5"),
+        (fifo, "not a regular file"),
+    ] {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let text = std::fs::read_to_string(format!("{root}/src/default_config.toml"))
+            .unwrap()
+            .replace(
+                "\"tests/fixtures/tiny_model\"",
+                &format!("\"{root}/tests/fixtures/tiny_model\""),
+            )
+            .replace(
+                "\"tests/fixtures/episodes\"",
+                &format!("{:?}", episode.display().to_string()),
+            );
+        let cfg = dir.path().join("replay.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let t = std::time::Instant::now();
+        let out = mvla()
+            .args(["run", "--duration-s", "5", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{needle}: {err}");
+        assert!(err.contains(needle), "{needle}: {err}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(4),
+            "{needle}: refused at start"
+        );
+    }
+}
