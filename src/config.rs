@@ -680,6 +680,20 @@ impl Config {
             offset_slew_per_s: m.offset_slew_per_s,
             crossfade: Duration::from_millis(m.crossfade_ms),
         };
+        if let Some(r) = &raw.record {
+            if r.dir.as_os_str().is_empty() {
+                return Err(invalid("record.dir", "empty path".into()));
+            }
+            // The scenario becomes part of file names: a `/` would put the
+            // episode elsewhere (or nowhere) without a word.
+            let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+            if r.scenario.is_empty() || r.scenario.len() > 128 || !r.scenario.chars().all(plain) {
+                return Err(invalid(
+                    "record.scenario",
+                    format!("{:?} (1-128 characters of A-Z a-z 0-9 _ -)", r.scenario),
+                ));
+            }
+        }
         if raw.model.step_ms == Some(0) {
             return Err(invalid("model.step_ms", "must be positive".into()));
         }
@@ -857,6 +871,22 @@ mod tests {
                 assert_eq!(pacing, ReplayPacing::AsFastAsPossible);
             }
             _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn record_settings_that_would_lose_the_episode_are_refused() {
+        // Used to be accepted: a `/` in the scenario wrote no episode, an empty dir recorded nowhere.
+        for (table, key) in [
+            ("dir = \"\"\nscenario = \"x\"", "record.dir"),
+            ("dir = \"rec\"\nscenario = \"a/b\"", "record.scenario"),
+            ("dir = \"rec\"\nscenario = \"\"", "record.scenario"),
+        ] {
+            let text = format!(
+                "[model]\ndir = \"m\"\n[capture]\nsource = \"replay\"\n[capture.replay]\nepisodes = [\"e\"]\n[record]\n{table}\n"
+            );
+            let e = Config::from_toml(&text, "t.toml", Path::new("")).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
         }
     }
 }
