@@ -514,7 +514,7 @@ impl Config {
                     ("capture.sim.width", v.width),
                     ("capture.sim.height", v.height),
                 ] {
-                    if !(16..=4096).contains(&n) || n % 2 != 0 {
+                    if !crate::sim::render::frame_dim_ok(n as usize) {
                         return Err(invalid(key, format!("{n} (even, 16..=4096)")));
                     }
                 }
@@ -686,8 +686,7 @@ impl Config {
             }
             // The scenario becomes part of file names: a `/` would put the
             // episode elsewhere (or nowhere) without a word.
-            let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-            if r.scenario.is_empty() || r.scenario.len() > 128 || !r.scenario.chars().all(plain) {
+            if !crate::record::is_plain_name(&r.scenario, 128) {
                 return Err(invalid(
                     "record.scenario",
                     format!("{:?} (1-128 characters of A-Z a-z 0-9 _ -)", r.scenario),

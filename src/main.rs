@@ -131,31 +131,6 @@ enum EngineCommand {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum SimPolicyArg {
-    /// The model (--model or the config's) through the runtime's inference stage.
-    Model,
-    /// The expert operator: plans round the obstacles, presses teleop keys.
-    Expert,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum SimFormatArg {
-    Bgr,
-    Yuyv,
-    Nv12,
-}
-
-impl From<SimFormatArg> for mvla::sim::render::PixelLayout {
-    fn from(f: SimFormatArg) -> Self {
-        match f {
-            SimFormatArg::Bgr => Self::Bgr,
-            SimFormatArg::Yuyv => Self::Yuyv,
-            SimFormatArg::Nv12 => Self::Nv12,
-        }
-    }
-}
-
 #[derive(clap::Args)]
 struct SimTrialsArgs {
     /// Scenario names, glob (`*`, `?`), comma-separated alternatives; `mvla sim list` names them.
@@ -170,7 +145,7 @@ struct SimTrialsArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "model")]
-    policy: SimPolicyArg,
+    policy: mvla::sim::trials::PolicyChoice,
     /// Modelled inference latency (ms); default: the measured compute time of each step.
     #[arg(long)]
     latency_ms: Option<f64>,
@@ -182,7 +157,7 @@ struct SimTrialsArgs {
     #[arg(long, default_value_t = 720)]
     height: usize,
     #[arg(long, value_enum, default_value = "bgr")]
-    pixel_format: SimFormatArg,
+    pixel_format: mvla::sim::render::PixelLayout,
     /// The rotation the runtime applies (default: the model's camera_rotation_deg).
     #[arg(long)]
     rotation_deg: Option<u32>,
@@ -623,15 +598,10 @@ fn print_run_summary(s: &mvla::run::RunSummary) {
     );
     if let Some(t) = &s.sim {
         out!(
-            "  sim {} seed {}: {} (t {:.1} s, path {:.2} m, closest {:.2} m to the goal's front point)",
+            "  sim {} seed {}: {}, closest {:.2} m to the goal's front point",
             t.scenario,
             t.seed,
-            match t.failure_code {
-                Some(c) => format!("FAILURE {c}: {}", t.reason),
-                None => format!("SUCCESS: {}", t.reason),
-            },
-            t.time_s,
-            t.path_length_m,
+            t.verdict_line(),
             t.min_goal_distance_m
         );
     }

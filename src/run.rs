@@ -79,6 +79,8 @@ pub struct RunSummary {
 struct SimParts {
     world: crate::sim::world::World,
     base: Arc<std::sync::Mutex<crate::sim::base::SimBase>>,
+    /// `[capture.sim] policy = "expert"`: the expert drives, no camera thread.
+    expert: bool,
 }
 
 fn build_source(
@@ -108,7 +110,15 @@ fn build_source(
                 .unwrap_or_else(|| meta.camera_rotation()),
             clock,
         );
-        return Ok((Box::new(camera), Some(SimParts { world, base })));
+        let expert = c.expert;
+        return Ok((
+            Box::new(camera),
+            Some(SimParts {
+                world,
+                base,
+                expert,
+            }),
+        ));
     }
     let source: Box<dyn FrameSource> = match &config.capture {
         CaptureConfig::Replay {
@@ -272,8 +282,7 @@ pub fn run(
             }
             r
         });
-    let expert = matches!(&config.capture, CaptureConfig::Sim(c) if c.expert);
-    if expert && record_cfg.is_some() {
+    if sim.as_ref().is_some_and(|s| s.expert) && record_cfg.is_some() {
         // The expert replaces the camera and inference threads: there is
         // nothing to record here (`mvla sim collect` records its demonstrations).
         return Err(RunError::Capture(CaptureError::Config(
@@ -349,10 +358,10 @@ pub fn run(
         counters,
         stats,
         stop: stage_stop,
-    } = match (&sim, &config.capture) {
-        (Some(s), CaptureConfig::Sim(c)) if c.expert => {
+    } = match &sim {
+        Some(s) if s.expert => {
             drop(observer); // no recorder with the expert (refused above): nothing waits on it
-            spawn_expert(&s.world, c.seed, s.base.clone(), clock.clone())
+            spawn_expert(&s.world, s.base.clone(), clock.clone())
         }
         _ => spawn_stages(
             source,
@@ -419,7 +428,7 @@ pub fn run(
             }
             judged = b.trajectory().len();
             if let Some(v) = &verdict {
-                break format!("sim judge: {}", verdict_line(v));
+                break format!("sim judge: {}", v.line());
             }
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -454,9 +463,10 @@ pub fn run(
                 Some(v) => v,
                 None => j.ended_early(&last, &stop_reason).clone(),
             };
-            let policy = match &config.capture {
-                CaptureConfig::Sim(c) if c.expert => "expert",
-                _ => meta.model_id.as_str(),
+            let policy = if s.expert {
+                "expert"
+            } else {
+                meta.model_id.as_str()
             };
             Some(crate::sim::lockstep::TrialRecord::realtime(
                 &s.world,
@@ -494,13 +504,12 @@ pub fn run(
 /// through the same newest-wins event channel.
 fn spawn_expert(
     world: &crate::sim::world::World,
-    seed: u64,
     base: Arc<std::sync::Mutex<crate::sim::base::SimBase>>,
     clock: Arc<dyn Clock>,
 ) -> std::io::Result<Stages> {
     let (tx, events) = crate::pipeline::latest();
     let stop = Arc::new(AtomicBool::new(false));
-    let expert = crate::sim::expert::Expert::new(world, seed);
+    let expert = crate::sim::expert::Expert::new(world, world.seed);
     let inference = {
         let stop = stop.clone();
         std::thread::Builder::new()
@@ -518,19 +527,4 @@ fn spawn_expert(
         stats: Default::default(),
         stop,
     })
-}
-
-/// One line for a verdict: outcome, code, why, time and path.
-pub fn verdict_line(v: &crate::sim::judge::Verdict) -> String {
-    let code = v.failure_code.map(|c| format!(" {c}")).unwrap_or_default();
-    format!(
-        "{}{code}: {} (t {:.1} s, path {:.2} m)",
-        match v.outcome {
-            crate::sim::judge::Outcome::Success => "SUCCESS",
-            crate::sim::judge::Outcome::Failure => "FAILURE",
-        },
-        v.reason,
-        v.time_s,
-        v.path_length_m
-    )
 }

@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 // `writeln!` to a locked stdout and `let _ =` throughout: output to a closed
 // pipe is dropped, the batch goes on.
 
-use crate::{BadInput, SimCommand, SimPolicyArg, SimTrialsArgs};
+use crate::{BadInput, SimCommand, SimTrialsArgs};
 use mvla::sim::lockstep::TrialRecord;
-use mvla::sim::trials::{self, PolicyChoice, TrialsError, TrialsOptions};
+use mvla::sim::trials::{self, TrialsError, TrialsOptions};
 use mvla::sim::world::Catalogue;
 
 fn catalogue(files: &[PathBuf]) -> Result<Catalogue> {
@@ -106,26 +106,12 @@ fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
     o.scenario_glob = a.scenario.clone();
     o.trials = a.trials;
     o.seed = a.seed;
-    o.policy = match a.policy {
-        SimPolicyArg::Model => PolicyChoice::Model,
-        SimPolicyArg::Expert => PolicyChoice::Expert,
-    };
+    o.policy = a.policy;
     o.latency = trials::latency_from_ms(a.latency_ms).map_err(bad)?;
     o.camera_fps = a.fps;
-    if !(16..=4096).contains(&a.width)
-        || !(16..=4096).contains(&a.height)
-        || !a.width.is_multiple_of(2)
-        || !a.height.is_multiple_of(2)
-    {
-        return Err(BadInput(format!(
-            "--width/--height {}x{}: even, 16..=4096",
-            a.width, a.height
-        ))
-        .into());
-    }
     o.width = a.width;
     o.height = a.height;
-    o.layout = a.pixel_format.into();
+    o.layout = a.pixel_format;
     o.rotation_override = match a.rotation_deg {
         None => None,
         Some(d) => Some(

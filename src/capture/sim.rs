@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{CaptureError, Frame, FrameSource};
 use crate::clock::{Clock, Timestamp};
-use crate::preprocess::{ChannelOrder, InputFormat, Rotation};
+use crate::preprocess::{ChannelOrder, Rotation};
 use crate::sim::base::SimBase;
 use crate::sim::render::{PixelLayout, Renderer};
 use crate::sim::world::World;
@@ -103,11 +103,7 @@ impl FrameSource for SimCamera {
         frame.width = self.renderer.width();
         frame.height = self.renderer.height();
         frame.order = ChannelOrder::Bgr;
-        frame.format = match self.layout {
-            PixelLayout::Bgr => InputFormat::Packed3,
-            PixelLayout::Yuyv => InputFormat::Yuyv,
-            PixelLayout::Nv12 => InputFormat::Nv12,
-        };
+        frame.format = self.layout.input_format();
         frame.starts_episode = self.seq == 1;
         frame.replay_position = None;
         // The next exposure one period on; a late render skips slots instead of bursting.
@@ -117,17 +113,5 @@ impl FrameSource for SimCamera {
         }
         self.next = Some(next);
         Ok(())
-    }
-}
-
-impl PixelLayout {
-    /// The config / command-line name: "BGR", "YUYV" or "NV12" (any case).
-    pub fn parse(s: &str) -> Option<PixelLayout> {
-        match s.to_ascii_uppercase().as_str() {
-            "BGR" => Some(PixelLayout::Bgr),
-            "YUYV" => Some(PixelLayout::Yuyv),
-            "NV12" => Some(PixelLayout::Nv12),
-            _ => None,
-        }
     }
 }

@@ -18,7 +18,7 @@ use crate::preprocess::ChannelOrder;
 use crate::record::writer::{utc_stamp, EpisodeHeader, EpisodeWriter, WriteError};
 
 use super::lockstep::{run_trial, DemoSink, Driver, Latency, LockstepSettings};
-use super::render::PixelLayout;
+use super::render::{frame_dim_ok, PixelLayout};
 use super::world::{Catalogue, ScenarioError};
 
 #[derive(Debug, thiserror::Error)]
@@ -113,10 +113,7 @@ pub fn collect(
             o.frames
         )));
     }
-    if !(16..=4096).contains(&o.width)
-        || !(16..=4096).contains(&o.height)
-        || !o.width.is_multiple_of(2)
-    {
+    if !(frame_dim_ok(o.width) && frame_dim_ok(o.height)) {
         return Err(CollectError::Invalid(format!(
             "--width/--height {}x{} (even, 16..=4096)",
             o.width, o.height
@@ -237,10 +234,7 @@ pub fn collect(
                 let _ = std::fs::remove_file(&partial);
                 summary.discarded += 1;
             } else {
-                // hard_link + remove: "rename unless the target exists" (never overwrite).
-                let linked = std::fs::hard_link(&partial, &path);
-                let _ = std::fs::remove_file(&partial);
-                linked.map_err(|source| CollectError::Io {
+                super::publish_new(&partial, &path).map_err(|source| CollectError::Io {
                     path: path.display().to_string(),
                     source,
                 })?;

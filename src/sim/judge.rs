@@ -90,6 +90,35 @@ pub struct Verdict {
     pub min_goal_distance_m: f64,
 }
 
+/// "SUCCESS: why" / "FAILURE CODE: why" with the time and path: the one
+/// line a verdict is shown as (run summaries, stop reasons).
+pub fn verdict_text(
+    outcome: Outcome,
+    code: Option<FailureCode>,
+    reason: &str,
+    time_s: f64,
+    path_length_m: f64,
+) -> String {
+    let head = match (outcome, code) {
+        (Outcome::Success, _) => "SUCCESS".to_string(),
+        (Outcome::Failure, Some(c)) => format!("FAILURE {c}"),
+        (Outcome::Failure, None) => "FAILURE".to_string(),
+    };
+    format!("{head}: {reason} (t {time_s:.1} s, path {path_length_m:.2} m)")
+}
+
+impl Verdict {
+    pub fn line(&self) -> String {
+        verdict_text(
+            self.outcome,
+            self.failure_code,
+            &self.reason,
+            self.time_s,
+            self.path_length_m,
+        )
+    }
+}
+
 pub struct Judge {
     world: World,
     verdict: Option<Verdict>,

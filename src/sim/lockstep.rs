@@ -165,6 +165,17 @@ impl TrialRecord {
         self.outcome == Outcome::Success
     }
 
+    /// The verdict as one line (see [`super::judge::verdict_text`]).
+    pub fn verdict_line(&self) -> String {
+        super::judge::verdict_text(
+            self.outcome,
+            self.failure_code,
+            &self.reason,
+            self.time_s,
+            self.path_length_m,
+        )
+    }
+
     /// The record of a real-time trial (`mvla run` with the sim camera):
     /// the same fields, from the run's counters and the base's trajectory.
     #[allow(clippy::too_many_arguments)]
@@ -178,18 +189,13 @@ impl TrialRecord {
         motor: &crate::control::MotorSummary,
         wall_s: f64,
     ) -> Self {
-        let mut level_ticks = std::collections::BTreeMap::new();
-        for (name, n) in [
-            ("nominal", motor.ticks_nominal),
-            ("degraded", motor.ticks_degraded),
-            ("hold", motor.ticks_hold),
-            ("stop", motor.ticks_stop),
-            ("estop", motor.ticks_estop),
-        ] {
-            if n > 0 {
-                level_ticks.insert(name.to_string(), n);
-            }
-        }
+        let level_ticks = level_ticks_map([
+            motor.ticks_nominal,
+            motor.ticks_degraded,
+            motor.ticks_hold,
+            motor.ticks_stop,
+            motor.ticks_estop,
+        ]);
         TrialRecord {
             scenario: world.scenario.clone(),
             seed: world.seed,
@@ -305,11 +311,7 @@ pub fn run_trial(
         width: s.width,
         height: s.height,
         order: ChannelOrder::Bgr,
-        format: match s.layout {
-            PixelLayout::Bgr => InputFormat::Packed3,
-            PixelLayout::Yuyv => InputFormat::Yuyv,
-            PixelLayout::Nv12 => InputFormat::Nv12,
-        },
+        format: s.layout.input_format(),
         ..Default::default()
     };
     let mut frame_seq = 0u64;
@@ -344,6 +346,8 @@ pub fn run_trial(
         error: None,
     };
     let mut latencies: Vec<Duration> = Vec::new();
+    // Ticks per failsafe level, in `Level` order (no allocation per tick).
+    let mut level_counts = [0u64; 5];
     let mut judged = 0usize;
     let mut expert_seq = 0u64;
     let mut level: Level;
@@ -465,10 +469,7 @@ pub fn run_trial(
         if out.wheels != crate::drive::STOP_WHEELS {
             record.ticks_moving += 1;
         }
-        *record
-            .level_ticks
-            .entry(format!("{:?}", out.level).to_lowercase())
-            .or_default() += 1;
+        level_counts[out.level as usize] += 1;
         // The wheel command through the SLCAN encoding and the board's protocol.
         let cmd = wheel_command(out.wheels);
         let line = cmd.strip_suffix(b"\r").unwrap_or(&cmd);
@@ -582,6 +583,7 @@ pub fn run_trial(
         now = next;
     };
     record.error = demo_error;
+    record.level_ticks = level_ticks_map(level_counts);
     record.outcome = verdict.outcome;
     record.failure_code = verdict.failure_code;
     record.reason = verdict.reason.clone();
@@ -609,6 +611,17 @@ fn upright_bgr(frame: &[u8], upside_down: bool, out: &mut Vec<u8>) {
     } else {
         out.extend_from_slice(frame);
     }
+}
+
+/// Ticks per failsafe level (nominal, degraded, hold, stop, estop — `Level`
+/// order), keyed by name, levels never reached left out.
+fn level_ticks_map(counts: [u64; 5]) -> std::collections::BTreeMap<String, u64> {
+    ["nominal", "degraded", "hold", "stop", "estop"]
+        .into_iter()
+        .zip(counts)
+        .filter(|&(_, n)| n > 0)
+        .map(|(name, n)| (name.to_string(), n))
+        .collect()
 }
 
 fn point(s: &Sample, level: Option<Level>) -> TrajectoryPoint {

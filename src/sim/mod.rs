@@ -17,3 +17,12 @@ pub mod render;
 pub mod rng;
 pub mod trials;
 pub mod world;
+
+/// Give the finished file `tmp` its name `path` unless `path` exists:
+/// hard link + remove is an atomic "rename, never overwrite"; `tmp` is gone
+/// either way.
+pub(crate) fn publish_new(tmp: &std::path::Path, path: &std::path::Path) -> std::io::Result<()> {
+    let linked = std::fs::hard_link(tmp, path);
+    let _ = std::fs::remove_file(tmp);
+    linked
+}

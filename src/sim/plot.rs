@@ -273,9 +273,6 @@ pub fn write_video(path: &Path, r: &TrialRecord) -> Result<(), VideoError> {
             }
         }
     }
-    // hard_link + remove: an atomic "rename unless the target exists".
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    linked?;
+    super::publish_new(&tmp, path)?;
     Ok(())
 }

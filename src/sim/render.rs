@@ -34,7 +34,14 @@
 
 use super::world::{Camera, Object, ObjectKind, Pose, Shape, World};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A side of a frame the sim camera renders: even (YUYV and NV12 pair
+/// pixels) and 16..=4096.
+pub fn frame_dim_ok(n: usize) -> bool {
+    (16..=4096).contains(&n) && n.is_multiple_of(2)
+}
+
+/// How the sim camera delivers a frame (`--pixel-format`, `[capture.sim] pixel_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PixelLayout {
     /// Packed B, G, R bytes.
     Bgr,
@@ -46,6 +53,21 @@ pub enum PixelLayout {
 
 impl PixelLayout {
     /// Bytes in one frame of this layout.
+    /// The config name: "BGR", "YUYV" or "NV12" (any case), the same names
+    /// as the command line's.
+    pub fn parse(s: &str) -> Option<PixelLayout> {
+        <PixelLayout as clap::ValueEnum>::from_str(s, true).ok()
+    }
+
+    /// The frame layout the runtime's `Frame` carries for this output.
+    pub fn input_format(self) -> crate::preprocess::InputFormat {
+        match self {
+            PixelLayout::Bgr => crate::preprocess::InputFormat::Packed3,
+            PixelLayout::Yuyv => crate::preprocess::InputFormat::Yuyv,
+            PixelLayout::Nv12 => crate::preprocess::InputFormat::Nv12,
+        }
+    }
+
     pub fn frame_len(self, width: usize, height: usize) -> usize {
         match self {
             PixelLayout::Bgr => width * height * 3,

@@ -15,7 +15,7 @@ use crate::preprocess::Rotation;
 
 use super::judge::FailureCode;
 use super::lockstep::{run_trial, Driver, Latency, LockstepSettings, TrialRecord};
-use super::render::PixelLayout;
+use super::render::{frame_dim_ok, PixelLayout};
 use super::world::{Catalogue, ScenarioError};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +32,13 @@ pub enum TrialsError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who drives a batch (`mvla sim trials --policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PolicyChoice {
-    /// The model through the runtime's inference stage.
+    /// The model (--model or the config's) through the runtime's inference stage.
     Model,
-    /// The expert operator (validates the world, the judge and the motor path).
+    /// The expert operator: plans round the obstacles, presses teleop keys
+    /// (validates the world, the judge and the motor path).
     Expert,
 }
 
@@ -103,6 +105,12 @@ pub fn run_trials(
         return Err(TrialsError::Invalid(format!(
             "camera fps {} (1..=120)",
             o.camera_fps
+        )));
+    }
+    if !(frame_dim_ok(o.width) && frame_dim_ok(o.height)) {
+        return Err(TrialsError::Invalid(format!(
+            "--width/--height {}x{}: even, 16..=4096",
+            o.width, o.height
         )));
     }
     let names = o.catalogue.matching(&o.scenario_glob)?;

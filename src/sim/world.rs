@@ -502,9 +502,7 @@ pub const MAX_SCENARIO_FILE_BYTES: u64 = 1 << 20;
 
 /// A scenario name (part): 1-64 characters of A-Z a-z 0-9 _ -.
 fn is_name_part(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    crate::record::is_plain_name(s, 64)
 }
 
 fn finite_pos(v: f64, what: &str, max: f64) -> Result<(), String> {
