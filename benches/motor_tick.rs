@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mvla::action::{ActionChunk, InferenceEvent, StageTimings};
 use mvla::clock::{Clock, MonotonicClock};
 use mvla::config::Config;
 use mvla::control::motor::MotorLoop;
-use mvla::pipeline::{ActionChunk, InferenceEvent, StageTimings};
 use mvla::telemetry::LatencyHistogram;
 
 #[path = "../tests/support/counting_alloc.rs"]

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use mvla::bench::Summary;
-use mvla::capture::convert::{nv12_to_bgr, yuyv_to_bgr};
+use mvla::frame::convert::{nv12_to_bgr, yuyv_to_bgr};
 use mvla::policy::ModelMeta;
 use mvla::preprocess::cuda::{driver_present, CudaPreprocessor, OutputPrecision};
 use mvla::preprocess::{

@@ -391,7 +391,7 @@ pub struct Config {
     pub precision: crate::policy::engine::Precision,
     pub motor: crate::control::motor::MotorConfig,
     pub link: LinkConfig,
-    pub calib: crate::control::calib::Calibration,
+    pub calib: crate::robot::calib::Calibration,
     pub realtime_priority: u8,
     pub lock_memory: bool,
     pub record: Option<RecordConfig>,
@@ -657,8 +657,8 @@ impl Config {
             }
         };
         let calib = match &m.calib {
-            None => crate::control::calib::Calibration::serbot(),
-            Some(p) => crate::control::calib::Calibration::load(&resolve(p))
+            None => crate::robot::calib::Calibration::serbot(),
+            Some(p) => crate::robot::calib::Calibration::load(&resolve(p))
                 .map_err(|e| invalid("motor.calib", e.to_string()))?,
         };
         let motor = crate::control::motor::MotorConfig {

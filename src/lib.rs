@@ -3,8 +3,10 @@
 //! Camera → preprocessing → policy → motor loop, in one process. See the
 //! README for the layout map; `shared/design/ARCHITECTURE.md` for the design.
 
+pub mod action;
 pub mod bench;
 pub mod capture;
+pub mod channel;
 pub mod clock;
 pub mod config;
 pub mod control;
@@ -12,11 +14,13 @@ pub mod doctor;
 pub mod drive;
 pub mod eval;
 pub mod fault;
+pub mod frame;
 pub mod npy;
 pub mod pipeline;
 pub mod policy;
 pub mod preprocess;
 pub mod record;
+pub mod robot;
 pub mod run;
 pub mod sim;
 pub mod systemd;

@@ -637,7 +637,7 @@ fn cmd_calib(
     throttle: f64,
     seconds: f64,
 ) -> Result<u8> {
-    use mvla::control::kinematics::vendor_move_offsets;
+    use mvla::robot::kinematics::vendor_move_offsets;
     if !(seconds.is_finite() && seconds > 0.0 && seconds <= 30.0) {
         bail!(BadInput(format!("--seconds {seconds}: 0 < seconds <= 30")));
     }

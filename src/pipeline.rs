@@ -1,139 +1,31 @@
-//! The capture and inference stages and what flows between them.
+//! The capture and inference stages: their thread loops, the synchronous
+//! [`InferenceStage`] core (frame → [`InferenceEvent`]) that the threads, the
+//! lock-step simulator and the golden tests share, and their counters.
 //!
 //! ```text
 //! [capture] --Latest<Frame>--> [inference] --Latest<InferenceEvent>--> [motor side]
 //! ```
-//! Channels hold one item; a new item replaces an unread one (newest wins),
-//! so a slow consumer never works through a queue of stale data. Frame
-//! buffers go back to the capture thread through a recycle channel.
+//! The channels are [`crate::channel::latest`] (newest wins); frame buffers go
+//! back to the capture thread through a recycle channel. What flows to the
+//! motor side is defined in [`crate::action`], so the motor loop does not
+//! depend on this module.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use serde::Serialize;
 
-use crate::capture::{CaptureError, Frame, FrameSource};
+use crate::action::{ActionChunk, InferenceEvent, InferenceObserver, StageTimings, MAX_CHUNK};
+use crate::capture::{CaptureError, FrameSource};
+use crate::channel::{latest, Latest};
 use crate::clock::{Clock, Timestamp};
 use crate::fault::FaultKind;
+use crate::frame::Frame;
 use crate::policy::{Policy, PolicyError, PolicyRunner, StepOutput};
 use crate::preprocess::{PreprocessError, Preprocessor};
 use crate::telemetry::{LatencyHistogram, LatencySummary, RateLimit};
-
-/// Longest chunk the runtime carries without allocating (models use 1, 5 or 10).
-pub const MAX_CHUNK: usize = 16;
-
-// ---------------------------------------------------------------------------
-// Newest-wins channel
-
-/// Sending half of a capacity-1 channel where a new item replaces an unread one.
-pub struct Latest<T> {
-    tx: Sender<T>,
-    rx: Receiver<T>,
-}
-
-impl<T> Clone for Latest<T> {
-    fn clone(&self) -> Self {
-        Self {
-            tx: self.tx.clone(),
-            rx: self.rx.clone(),
-        }
-    }
-}
-
-pub fn latest<T>() -> (Latest<T>, Receiver<T>) {
-    let (tx, rx) = bounded(1);
-    (Latest { tx, rx: rx.clone() }, rx)
-}
-
-impl<T> Latest<T> {
-    /// Send `item`; returns the unread item it replaced, if any.
-    pub fn send(&self, mut item: T) -> Option<T> {
-        let mut replaced = None;
-        loop {
-            match self.tx.try_send(item) {
-                Ok(()) => return replaced,
-                Err(crossbeam_channel::TrySendError::Full(back)) => {
-                    item = back;
-                    if let Ok(old) = self.rx.try_recv() {
-                        replaced = Some(old);
-                    }
-                }
-                // We hold a receiver ourselves, so the channel cannot disconnect.
-                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return replaced,
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// What the inference stage emits
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct StageTimings {
-    /// Capture time → inference thread picked the frame up.
-    pub queue: Duration,
-    pub preprocess: Duration,
-    /// Backbone + head + checks.
-    pub infer: Duration,
-    /// Capture time → chunk ready.
-    pub total: Duration,
-}
-
-/// `n` actions for consecutive training steps starting at the frame's capture time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ActionChunk {
-    pub seq: u64,
-    pub frame_seq: u64,
-    /// Capture time of the frame the chunk was computed from.
-    pub t0: Timestamp,
-    pub step: Duration,
-    /// Scaled, clipped (x, y) commands; action i applies on [t0 + i·step, t0 + (i+1)·step).
-    pub actions: heapless::Vec<[f32; 2], MAX_CHUNK>,
-    /// The head's raw tanh output for step 0.
-    pub raw_first: [f32; 2],
-    pub forced_zero: bool,
-    pub history_steps: usize,
-    pub timings: StageTimings,
-}
-
-impl ActionChunk {
-    /// The action for time `now`, with its index; `None` past the chunk's end.
-    pub fn action_at(&self, now: Timestamp) -> Option<(usize, [f32; 2])> {
-        let age = now.saturating_since(self.t0);
-        let index = (age.as_nanos() / self.step.as_nanos().max(1)) as usize;
-        self.actions.get(index).map(|a| (index, *a))
-    }
-
-    pub fn age(&self, now: Timestamp) -> Duration {
-        now.saturating_since(self.t0)
-    }
-}
-
-// Boxing the chunk would allocate once per inference; moving ~270 bytes
-// through a capacity-1 channel is cheaper.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
-pub enum InferenceEvent {
-    Chunk(ActionChunk),
-    /// A condition for the failsafe; `at` is when it was detected.
-    Fault {
-        kind: FaultKind,
-        at: Timestamp,
-    },
-}
-
-/// Map policy errors to fault kinds.
-pub fn policy_fault(e: &PolicyError) -> FaultKind {
-    match e {
-        PolicyError::NonFinite { .. } | PolicyError::NonFiniteFeature { .. } => {
-            FaultKind::NonFiniteOutput
-        }
-        PolicyError::OutOfRange { .. } => FaultKind::OutOfRangeOutput,
-        _ => FaultKind::InferenceError,
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Inference stage (synchronous core, also used directly by golden tests)
@@ -280,7 +172,7 @@ impl InferenceStage {
                 }
             }
             Err(e) => {
-                let kind = policy_fault(&e);
+                let kind = e.fault();
                 self.step.reset();
                 Processed {
                     event: InferenceEvent::Fault { kind, at: t_done },
@@ -477,15 +369,6 @@ pub fn spawn_stages(
     })
 }
 
-/// Observer of every inference result (recording, session log); must not block.
-pub trait InferenceObserver: Send {
-    fn on_event(&mut self, frame: Option<&Frame>, event: &InferenceEvent, error: Option<&str>);
-}
-
-impl InferenceObserver for () {
-    fn on_event(&mut self, _: Option<&Frame>, _: &InferenceEvent, _: Option<&str>) {}
-}
-
 #[allow(clippy::too_many_arguments)]
 pub fn inference_loop(
     mut stage: InferenceStage,
@@ -583,61 +466,4 @@ pub fn inference_loop(
         }
     }
     *stats.lock().expect("stats lock") = local;
-}
-
-/// Drain a receiver without blocking, keeping the newest item.
-pub fn try_newest<T>(rx: &Receiver<T>) -> Option<T> {
-    let mut newest = None;
-    loop {
-        match rx.try_recv() {
-            Ok(v) => newest = Some(v),
-            Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return newest,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn latest_replaces_unread_items() {
-        let (tx, rx) = latest();
-        assert_eq!(tx.send(1), None);
-        assert_eq!(tx.send(2), Some(1));
-        assert_eq!(rx.try_recv().ok(), Some(2));
-        assert!(rx.try_recv().is_err());
-        assert_eq!(tx.send(3), None);
-        assert_eq!(try_newest(&rx), Some(3));
-    }
-
-    fn chunk(t0: u64, n: usize) -> ActionChunk {
-        let mut actions = heapless::Vec::new();
-        for i in 0..n {
-            actions.push([i as f32, -(i as f32)]).unwrap();
-        }
-        ActionChunk {
-            seq: 1,
-            frame_seq: 1,
-            t0: Timestamp(t0),
-            step: Duration::from_millis(800),
-            actions,
-            raw_first: [0.0; 2],
-            forced_zero: false,
-            history_steps: 1,
-            timings: StageTimings::default(),
-        }
-    }
-
-    #[test]
-    fn action_index_is_the_age_in_steps() {
-        let c = chunk(1_000_000_000, 3);
-        let ms = |v: u64| Timestamp(1_000_000_000 + v * 1_000_000);
-        assert_eq!(c.action_at(ms(0)), Some((0, [0.0, 0.0])));
-        assert_eq!(c.action_at(ms(799)), Some((0, [0.0, 0.0])));
-        assert_eq!(c.action_at(ms(800)), Some((1, [1.0, -1.0])));
-        assert_eq!(c.action_at(ms(2399)), Some((2, [2.0, -2.0])));
-        assert_eq!(c.action_at(ms(2400)), None, "past the chunk's end");
-        assert_eq!(c.age(ms(50)), Duration::from_millis(50));
-    }
 }

@@ -289,7 +289,7 @@ pub fn run(
             "recording needs the camera and the policy; with [capture.sim] policy = \"expert\" use `mvla sim collect` for demonstrations".into(),
         )));
     }
-    let (observer, recorder_handle): (Box<dyn crate::pipeline::InferenceObserver>, _) =
+    let (observer, recorder_handle): (Box<dyn crate::action::InferenceObserver>, _) =
         match &record_cfg {
             Some(r) => {
                 let (recorder, handle) = spawn_recorder(RecordSettings {
@@ -507,7 +507,7 @@ fn spawn_expert(
     base: Arc<std::sync::Mutex<crate::sim::base::SimBase>>,
     clock: Arc<dyn Clock>,
 ) -> std::io::Result<Stages> {
-    let (tx, events) = crate::pipeline::latest();
+    let (tx, events) = crate::channel::latest();
     let stop = Arc::new(AtomicBool::new(false));
     let expert = crate::sim::expert::Expert::new(world, world.seed);
     let inference = {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use mvla::capture::convert::{mjpeg_to_bgr, nv12_to_bgr, yuyv_to_bgr, ConvertError};
+use mvla::frame::convert::{mjpeg_to_bgr, nv12_to_bgr, yuyv_to_bgr, ConvertError};
 use mvla::npy;
 
 #[test]

@@ -304,9 +304,9 @@ fn slcan_config(port: &std::path::Path) -> mvla::config::Config {
 
 #[test]
 fn link_check_opens_the_adapter_and_sends_only_stop_frames() {
-    use mvla::control::calib::Calibration;
     use mvla::doctor::{run, DoctorOptions, Status};
     use mvla::drive::emulator::{BoardEmulator, Fault};
+    use mvla::robot::calib::Calibration;
 
     let emu = BoardEmulator::start(Calibration::serbot()).unwrap();
     let report = run(&slcan_config(emu.port_path()), &DoctorOptions::default());

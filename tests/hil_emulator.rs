@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use common::*;
 use mvla::clock::{Clock, MonotonicClock, Timestamp};
-use mvla::control::calib::Calibration;
 use mvla::drive::emulator::{BoardEmulator, Fault};
 use mvla::drive::STOP_WHEELS;
+use mvla::robot::calib::Calibration;
 
 /// Vendor forward at 50 % throttle: what the forward-biased model commands.
 const FORWARD: [u8; 3] = [57, 143, 100];

@@ -67,7 +67,7 @@ impl Policy for Faulty {
 }
 
 fn run_chain(mode: Misbehave) -> (Vec<(Timestamp, [u8; 3])>, Timestamp) {
-    let emu = BoardEmulator::start(mvla::control::calib::Calibration::serbot()).unwrap();
+    let emu = BoardEmulator::start(mvla::robot::calib::Calibration::serbot()).unwrap();
     let mut config = Config::builtin_default();
     config.motor.max_action_age = Duration::from_millis(100);
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);

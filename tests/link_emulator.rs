@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use mvla::control::calib::Calibration;
 use mvla::drive::emulator::{BoardEmulator, Fault};
 use mvla::drive::slcan::{Slcan, SlcanConfig};
 use mvla::drive::{LinkError, MotorLink, STOP_WHEELS};
+use mvla::robot::calib::Calibration;
 
 fn config(emu: &BoardEmulator) -> SlcanConfig {
     SlcanConfig {

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
+use mvla::action::{ActionChunk, InferenceEvent, StageTimings};
 use mvla::clock::Timestamp;
 use mvla::config::Config;
-use mvla::control::calib::Calibration;
 use mvla::control::motor::{DriveMode, MotorLoop};
-use mvla::pipeline::{ActionChunk, InferenceEvent, StageTimings};
+use mvla::robot::calib::Calibration;
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;

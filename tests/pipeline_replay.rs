@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use mvla::action::InferenceEvent;
 use mvla::capture::replay::{Pacing, ReplaySource};
 use mvla::capture::{CaptureError, Frame, FrameSource};
 use mvla::clock::{Clock, ManualClock, MonotonicClock, Timestamp};
 use mvla::fault::FaultKind;
 use mvla::npy;
-use mvla::pipeline::{spawn_stages, InferenceEvent, InferenceSettings, InferenceStage};
+use mvla::pipeline::{spawn_stages, InferenceSettings, InferenceStage};
 use mvla::policy::tract::TractPolicy;
 use mvla::policy::{Policy, PolicyRunner};
 use mvla::preprocess::{ChannelOrder, CpuPreprocessor, Rotation};
@@ -269,9 +270,9 @@ fn raw_yuyv_and_nv12_frames_give_the_chunks_of_their_opencv_conversion() {
     // The camera hands YUYV/NV12 through untouched (the GPU chain decodes them
     // itself); the CPU chain must then see exactly the BGR frame OpenCV's
     // conversion gives, so the policy's output is identical.
-    use mvla::capture::convert::{nv12_to_bgr, yuyv_to_bgr};
+    use mvla::action::InferenceEvent;
     use mvla::capture::Frame;
-    use mvla::pipeline::InferenceEvent;
+    use mvla::frame::convert::{nv12_to_bgr, yuyv_to_bgr};
     use mvla::preprocess::InputFormat;
     let (w, h) = (320usize, 240usize);
     let clock = ManualClock::new(Timestamp(1_000_000_000));

@@ -186,7 +186,7 @@ fn chunks_longer_than_the_runtime_carries_are_refused_at_load() {
     let path = dir.path().join("model.json");
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    v["chunk"] = (mvla::pipeline::MAX_CHUNK + 1).into();
+    v["chunk"] = (mvla::action::MAX_CHUNK + 1).into();
     std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
     let msg = ModelMeta::load(dir.path()).unwrap_err().to_string();
     assert!(msg.contains("chunk") && msg.contains("at most 16"), "{msg}");

@@ -7,10 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use mvla::capture::convert::{nv12_to_bgr, yuyv_to_bgr};
+use mvla::action::{ActionChunk, InferenceEvent, InferenceObserver, StageTimings};
 use mvla::capture::Frame;
 use mvla::clock::Timestamp;
-use mvla::pipeline::{ActionChunk, InferenceEvent, InferenceObserver, StageTimings};
+use mvla::frame::convert::{nv12_to_bgr, yuyv_to_bgr};
 use mvla::preprocess::{ChannelOrder, InputFormat};
 use mvla::record::session::{spawn_recorder, RecordSettings};
 use mvla::record::Episode;

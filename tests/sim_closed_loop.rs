@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use mvla::action::{ActionChunk, InferenceEvent, StageTimings};
 use mvla::clock::Timestamp;
 use mvla::config::Config;
-use mvla::pipeline::{ActionChunk, InferenceEvent, StageTimings};
 use mvla::sim::judge::{FailureCode, Outcome};
 use mvla::sim::lockstep::{run_trial, Driver, Latency, LockstepSettings, TrialRecord};
 use mvla::sim::render::PixelLayout;

@@ -10,14 +10,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mvla::action::InferenceEvent;
 use mvla::capture::sim::SimCamera;
 use mvla::clock::{Clock, MonotonicClock};
-use mvla::control::calib::Calibration;
 use mvla::fault::FaultKind;
-use mvla::pipeline::{InferenceEvent, InferenceSettings, InferenceStage};
+use mvla::pipeline::{InferenceSettings, InferenceStage};
 use mvla::policy::tract::TractPolicy;
 use mvla::policy::PolicyRunner;
 use mvla::preprocess::{CpuPreprocessor, Rotation};
+use mvla::robot::calib::Calibration;
 use mvla::sim::base::SimBase;
 use mvla::sim::render::{PixelLayout, Renderer};
 use mvla::sim::world::{Catalogue, Pose, World};

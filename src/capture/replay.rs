@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::{CaptureError, Frame, FrameSource};
 use crate::clock::{Clock, Timestamp};
-use crate::preprocess::Rotation;
+use crate::frame::Rotation;
 use crate::record::Episode;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -138,7 +138,7 @@ impl FrameSource for ReplaySource {
         }
         let index = self.frame_index;
         self.frame_index += 1;
-        frame.format = crate::preprocess::InputFormat::Packed3;
+        frame.format = crate::frame::InputFormat::Packed3;
         let read = ep.read_frame(index, &mut frame.data);
         let t = match self.pacing {
             Pacing::Interval(d) => {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{CaptureError, Frame, FrameSource};
 use crate::clock::{Clock, Timestamp};
-use crate::preprocess::{ChannelOrder, Rotation};
+use crate::frame::{ChannelOrder, Rotation};
 use crate::sim::base::SimBase;
 use crate::sim::render::{PixelLayout, Renderer};
 use crate::sim::world::World;

@@ -18,7 +18,7 @@ use v4l::{Device, FourCC};
 use super::convert::{mjpeg_to_bgr, ConvertError};
 use super::{CaptureError, Frame, FrameSource};
 use crate::clock::{Clock, Timestamp};
-use crate::preprocess::{ChannelOrder, InputFormat, Rotation};
+use crate::frame::{ChannelOrder, InputFormat, Rotation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PixelFormat {

@@ -1,6 +1,6 @@
 //! Motion limits as pure functions (property-tested below).
 
-use super::kinematics::Twist;
+use crate::robot::kinematics::Twist;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MotionLimits {

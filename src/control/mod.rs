@@ -1,9 +1,7 @@
 //! The motor side: calibration, kinematics, limits, the failsafe ladder,
 //! the motor loop (`motor.rs`) and the thread that runs it at a fixed rate.
 
-pub mod calib;
 pub mod failsafe;
-pub mod kinematics;
 pub mod limits;
 pub mod motor;
 
@@ -14,9 +12,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use serde::Serialize;
 
+use crate::action::InferenceEvent;
+use crate::channel::try_newest;
 use crate::clock::Clock;
 use crate::drive::{LinkSummary, LinkWorker};
-use crate::pipeline::{try_newest, InferenceEvent};
 use crate::systemd::Notifier;
 use crate::telemetry::{LatencyHistogram, LatencySummary, RateLimit};
 use failsafe::Level;

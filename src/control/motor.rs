@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::calib::Calibration;
 use super::failsafe::{Condition, Failsafe, Level};
-use super::kinematics::{vendor_move_offsets, Twist};
 use super::limits::{limit_twist, rate_limit, saturate_wheels, MotionLimits, RateState};
+use crate::action::{ActionChunk, InferenceEvent};
 use crate::clock::Timestamp;
 use crate::drive::STOP_WHEELS;
-use crate::pipeline::{ActionChunk, InferenceEvent};
+use crate::robot::calib::Calibration;
+use crate::robot::kinematics::{vendor_move_offsets, Twist};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -244,8 +244,8 @@ impl MotorLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::action::StageTimings;
     use crate::fault::FaultKind;
-    use crate::pipeline::StageTimings;
 
     /// The shipped defaults (built-in config), with the mode and slew under test.
     fn cfg(mode: DriveMode, slew: f64) -> MotorConfig {
@@ -290,7 +290,7 @@ mod tests {
             // Vendor library: Vx = sin(a)·50, Vy = cos(a)·50 (Python round, half to even).
             let vx = (a.to_f32_action_angle()).sin() * 50.0;
             let vy = (a.to_f32_action_angle()).cos() * 50.0;
-            let py_round = |x: f64| super::super::kinematics::round_half_even(x);
+            let py_round = |x: f64| crate::robot::kinematics::round_half_even(x);
             let expect = [
                 (100 - py_round(0.5 * vx + 0.866 * vy)) as u8,
                 (100 - py_round(0.5 * vx - 0.866 * vy)) as u8,

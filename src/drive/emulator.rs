@@ -21,7 +21,7 @@ use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 
 use super::{SERBOT_CAN_ID, SERBOT_WHEEL_MASK};
 use crate::clock::{Clock, MonotonicClock, Timestamp};
-use crate::control::calib::Calibration;
+use crate::robot::calib::Calibration;
 use crate::sim::base::SimBase;
 use crate::sim::world::Pose;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::pipeline::{latest, Latest};
+use crate::channel::{latest, Latest};
 
 /// Serbot motor board CAN id (UPSTREAM §2).
 pub const SERBOT_CAN_ID: u16 = 0x010;

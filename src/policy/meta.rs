@@ -204,13 +204,13 @@ impl ModelMeta {
         }
         // The motor side carries chunks in fixed buffers; a longer chunk
         // would be cut short, so it is refused here, at load.
-        if raw.chunk > crate::pipeline::MAX_CHUNK {
+        if raw.chunk > crate::action::MAX_CHUNK {
             return Err(invalid(
                 "chunk",
                 format!(
                     "{} (the runtime carries at most {} actions per chunk)",
                     raw.chunk,
-                    crate::pipeline::MAX_CHUNK
+                    crate::action::MAX_CHUNK
                 ),
             ));
         }

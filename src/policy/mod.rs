@@ -24,6 +24,7 @@ pub use history::History;
 pub use meta::{MetaError, ModelMeta};
 
 use crate::clock::Timestamp;
+use crate::fault::FaultKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -52,6 +53,17 @@ pub enum PolicyError {
     OutOfRange { step: usize, dim: usize, value: f32 },
     #[error("feature {index} is not finite ({value})")]
     NonFiniteFeature { index: usize, value: f32 },
+}
+
+impl PolicyError {
+    /// The failsafe condition this error is.
+    pub fn fault(&self) -> FaultKind {
+        match self {
+            Self::NonFinite { .. } | Self::NonFiniteFeature { .. } => FaultKind::NonFiniteOutput,
+            Self::OutOfRange { .. } => FaultKind::OutOfRangeOutput,
+            _ => FaultKind::InferenceError,
+        }
+    }
 }
 
 /// A policy backend: the two exported graphs.

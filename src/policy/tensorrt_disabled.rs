@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 pub use super::engine::{BuildEvent, BuildOptions, BuildOutcome};
 use super::engine::{ParityThresholds, Precision, TrtVersion};
 use super::{ModelMeta, Policy, PolicyError, StepOutput};
-use crate::capture::Frame;
+use crate::frame::Frame;
 use crate::preprocess::{PreprocessError, PreprocessSpec};
 
 #[derive(Debug, thiserror::Error)]

@@ -33,87 +33,11 @@ pub struct GpuInfo {
     pub memory_mib: usize,
 }
 
-/// Frame buffer layouts: packed pixels, or raw camera layouts that the GPU
-/// kernels decode themselves (the CPU path converts them like OpenCV first).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum InputFormat {
-    /// Packed 3-channel u8 (BGR or RGB).
-    #[default]
-    Packed3,
-    /// YUYV 4:2:2, decoded to BGR like OpenCV.
-    Yuyv,
-    /// NV12 4:2:0 (Y plane, interleaved UV plane), decoded to BGR like OpenCV.
-    Nv12,
-}
-
-impl InputFormat {
-    /// Bytes of one `width × height` frame in this layout.
-    pub fn frame_len(self, width: usize, height: usize) -> usize {
-        match self {
-            Self::Packed3 => width * height * 3,
-            Self::Yuyv => width * height * 2,
-            Self::Nv12 => width * height + width * height / 2,
-        }
-    }
-}
-
 use resize::PillowBilinear;
 
-/// Channel order of packed 3-channel pixels (first byte first).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChannelOrder {
-    Rgb,
-    /// The robot camera pipeline's order (UPSTREAM §1).
-    #[default]
-    Bgr,
-}
-
-impl ChannelOrder {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "rgb" => Some(Self::Rgb),
-            "bgr" => Some(Self::Bgr),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Rgb => "rgb",
-            Self::Bgr => "bgr",
-        }
-    }
-}
-
-impl std::fmt::Display for ChannelOrder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rotation {
-    None,
-    Rotate180,
-}
-
-impl Rotation {
-    pub fn from_degrees(deg: u32) -> Option<Self> {
-        match deg {
-            0 => Some(Self::None),
-            180 => Some(Self::Rotate180),
-            _ => None,
-        }
-    }
-
-    pub fn degrees(self) -> u32 {
-        match self {
-            Self::None => 0,
-            Self::Rotate180 => 180,
-        }
-    }
-}
+// The pixel types are the preprocessing API's inputs; they live in
+// `crate::frame` (capture and recording use them without the preprocessing).
+pub use crate::frame::{ChannelOrder, FrameRef, InputFormat, Rotation};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Normalisation {
@@ -137,15 +61,6 @@ impl PreprocessSpec {
     pub fn output_len(&self) -> usize {
         3 * self.out_width * self.out_height
     }
-}
-
-/// A borrowed packed u8 frame, row-major H×W×3.
-#[derive(Debug, Clone, Copy)]
-pub struct FrameRef<'a> {
-    pub width: usize,
-    pub height: usize,
-    pub order: ChannelOrder,
-    pub data: &'a [u8],
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use hdf5::types::{FixedAscii, FixedUnicode, VarLenAscii, VarLenUnicode};
 
-use crate::preprocess::ChannelOrder;
+use crate::frame::ChannelOrder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EpisodeError {

@@ -15,9 +15,9 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use serde::Serialize;
 
 use super::writer::{utc_stamp, EpisodeHeader, EpisodeWriter};
-use crate::capture::Frame;
+use crate::action::{InferenceEvent, InferenceObserver};
 use crate::clock::Timestamp;
-use crate::pipeline::{InferenceEvent, InferenceObserver};
+use crate::frame::Frame;
 
 #[derive(Debug, Clone)]
 pub struct RecordSettings {

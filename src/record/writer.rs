@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use hdf5::types::{FixedAscii, VarLenUnicode};
 
-use crate::preprocess::ChannelOrder;
+use crate::frame::ChannelOrder;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {what}: {message}")]

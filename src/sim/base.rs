@@ -7,8 +7,8 @@
 //! until a new one arrives, like the real motor board.
 
 use crate::clock::Timestamp;
-use crate::control::calib::Calibration;
 use crate::drive::STOP_WHEELS;
+use crate::robot::calib::Calibration;
 
 use super::rng::SimRng;
 use super::world::{Pose, World};
@@ -194,7 +194,7 @@ impl SimBase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::kinematics::vendor_move_offsets;
+    use crate::robot::kinematics::vendor_move_offsets;
     use crate::sim::world::Catalogue;
 
     fn world() -> World {

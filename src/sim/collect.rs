@@ -12,10 +12,10 @@
 
 use std::path::PathBuf;
 
-use crate::control::calib::Calibration;
 use crate::control::motor::MotorConfig;
-use crate::preprocess::ChannelOrder;
+use crate::frame::ChannelOrder;
 use crate::record::writer::{utc_stamp, EpisodeHeader, EpisodeWriter, WriteError};
+use crate::robot::calib::Calibration;
 
 use super::lockstep::{run_trial, DemoSink, Driver, Latency, LockstepSettings};
 use super::render::{frame_dim_ok, PixelLayout};

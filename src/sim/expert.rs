@@ -11,8 +11,9 @@ use std::time::Duration;
 use super::base::SimBase;
 use super::rng::SimRng;
 use super::world::{Pose, Side, World};
+use crate::action::{ActionChunk, InferenceEvent, StageTimings};
+use crate::channel::Latest;
 use crate::clock::{Clock, Timestamp};
-use crate::pipeline::{ActionChunk, InferenceEvent, Latest, StageTimings};
 
 /// The team's key set: (key, [linear_x, linear_y, angular_z]), ±1.15 components.
 pub const KEYS: [(char, [f32; 3]); 5] = [

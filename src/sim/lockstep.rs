@@ -18,15 +18,16 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::capture::Frame;
+use crate::action::InferenceEvent;
 use crate::clock::{Clock, ManualClock, Timestamp};
-use crate::control::calib::Calibration;
 use crate::control::failsafe::Level;
 use crate::control::motor::{MotorConfig, MotorLoop};
 use crate::drive::emulator::BoardProtocol;
 use crate::drive::slcan::{open_sequence, wheel_command};
-use crate::pipeline::{InferenceEvent, InferenceStage};
+use crate::frame::Frame;
+use crate::pipeline::InferenceStage;
 use crate::preprocess::{ChannelOrder, InputFormat};
+use crate::robot::calib::Calibration;
 
 use super::base::{Sample, SimBase};
 use super::expert::{press_event, Expert, Press, KEYS};

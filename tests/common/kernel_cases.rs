@@ -63,12 +63,12 @@ impl KernelCase {
             InputFormat::Packed3 => (raw, self.order),
             InputFormat::Yuyv => {
                 let mut bgr = vec![0u8; w * h * 3];
-                mvla::capture::convert::yuyv_to_bgr(&raw, w, h, &mut bgr).unwrap();
+                mvla::frame::convert::yuyv_to_bgr(&raw, w, h, &mut bgr).unwrap();
                 (bgr, ChannelOrder::Bgr)
             }
             InputFormat::Nv12 => {
                 let mut bgr = vec![0u8; w * h * 3];
-                mvla::capture::convert::nv12_to_bgr(&raw, w, h, &mut bgr).unwrap();
+                mvla::frame::convert::nv12_to_bgr(&raw, w, h, &mut bgr).unwrap();
                 (bgr, ChannelOrder::Bgr)
             }
         };

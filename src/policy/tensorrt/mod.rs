@@ -1210,14 +1210,14 @@ impl GpuChain {
 }
 
 impl crate::pipeline::FrameStep for GpuChain {
-    fn preprocess(&mut self, frame: &crate::capture::Frame) -> Result<(), PreprocessError> {
+    fn preprocess(&mut self, frame: &crate::frame::Frame) -> Result<(), PreprocessError> {
         // Raw YUYV/NV12 go up as they are: the first kernel decodes them.
         self.enqueue_frame(frame.view(), frame.format, frame.capture_time)
     }
 
     fn infer(
         &mut self,
-        _frame: &crate::capture::Frame,
+        _frame: &crate::frame::Frame,
     ) -> Result<super::StepOutput<'_>, PolicyError> {
         GpuChain::infer(self)
     }

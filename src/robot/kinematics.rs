@@ -113,7 +113,7 @@ pub fn vendor_move_offsets(angle_rad: f64, throttle_pct: f64) -> [i64; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::calib::Calibration;
+    use crate::robot::calib::Calibration;
 
     #[test]
     fn forward_inverts_inverse() {
