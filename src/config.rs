@@ -220,9 +220,13 @@ pub struct RawMotor {
     pub max_linear_jerk_m_s3: f64,
     pub stop_decel_m_s2: f64,
     pub crossfade_ms: u64,
-    /// SCHED_FIFO priority for the motor thread (0 = normal scheduling).
+    /// SCHED_FIFO priority for the motor thread (0 = normal scheduling, 1..=99).
     pub realtime_priority: u8,
-    /// mlockall() at start so the motor loop never page-faults.
+    /// SCHED_FIFO priority for the wheel link thread, which sends the stop
+    /// frames (0..=99; default: the motor thread's).
+    pub link_realtime_priority: Option<u8>,
+    /// Lock the memory the motor and link threads use (everything mapped
+    /// before the model is loaded; not the model) so they never page-fault.
     pub lock_memory: bool,
     pub slcan: Option<RawSlcan>,
 }
@@ -253,6 +257,7 @@ impl Default for RawMotor {
             stop_decel_m_s2: 3.0,
             crossfade_ms: 100,
             realtime_priority: 0,
+            link_realtime_priority: None,
             lock_memory: false,
             slcan: None,
         }
@@ -393,6 +398,7 @@ pub struct Config {
     pub link: LinkConfig,
     pub calib: crate::robot::calib::Calibration,
     pub realtime_priority: u8,
+    pub link_realtime_priority: u8,
     pub lock_memory: bool,
     pub record: Option<RecordConfig>,
 }
@@ -409,6 +415,17 @@ impl Config {
             path: source.to_string(),
             key,
             message,
+        };
+        // SCHED_FIFO priorities are 1..=99 (sched(7)); 0 = normal scheduling.
+        let priority = |key: &'static str, p: u8| {
+            if p <= 99 {
+                Ok(p)
+            } else {
+                Err(invalid(
+                    key,
+                    format!("{p} (range 0..=99; 0 = normal scheduling)"),
+                ))
+            }
         };
         let resolve = |p: &Path| {
             if p.is_absolute() {
@@ -757,7 +774,13 @@ impl Config {
             motor,
             link,
             calib,
-            realtime_priority: raw.motor.realtime_priority.min(99),
+            realtime_priority: priority("motor.realtime_priority", raw.motor.realtime_priority)?,
+            link_realtime_priority: priority(
+                "motor.link_realtime_priority",
+                raw.motor
+                    .link_realtime_priority
+                    .unwrap_or(raw.motor.realtime_priority),
+            )?,
             lock_memory: raw.motor.lock_memory,
             record: raw.record.map(|r| RecordConfig {
                 dir: resolve(&r.dir),

@@ -398,15 +398,7 @@ enum Command {
 }
 
 fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
-        .try_init();
+    mvla::logging::init(verbose);
 }
 
 /// An error that means "the input is wrong" (exit 2) rather than "something failed" (exit 1).

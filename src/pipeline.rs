@@ -335,13 +335,25 @@ pub fn spawn_stages(
     clock: Arc<dyn Clock>,
     observer: Box<dyn InferenceObserver>,
 ) -> std::io::Result<Stages> {
+    spawn_stages_into(source, stage, settings, clock, observer, latest())
+}
+
+/// [`spawn_stages`] emitting into an event channel made beforehand (`mvla run`
+/// starts the motor thread on its receiving end before the model is loaded).
+pub fn spawn_stages_into(
+    source: Box<dyn FrameSource>,
+    stage: InferenceStage,
+    settings: InferenceSettings,
+    clock: Arc<dyn Clock>,
+    observer: Box<dyn InferenceObserver>,
+    (event_tx, events): (Latest<InferenceEvent>, Receiver<InferenceEvent>),
+) -> std::io::Result<Stages> {
     let counters = Arc::new(Counters::default());
     let stats = Arc::new(Mutex::new(InferenceStats::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let (frame_tx, frame_rx) = latest();
     // Two spare frames travel back to the capture thread for reuse.
     let (recycle_tx, recycle_rx) = bounded(2);
-    let (event_tx, events) = latest();
     let capture = {
         let (clock, counters, stop) = (clock.clone(), counters.clone(), stop.clone());
         std::thread::Builder::new()

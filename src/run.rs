@@ -15,12 +15,12 @@ use crate::clock::{Clock, MonotonicClock};
 use crate::config::LinkConfig;
 use crate::config::{CaptureConfig, Config, ReplayPacing};
 use crate::control::motor::MotorLoop;
-use crate::control::{motor_thread, MotorFlags, MotorSummary};
+use crate::control::{MotorFlags, MotorSummary, MotorThread};
 use crate::drive::emulator::BoardEmulator;
 use crate::drive::slcan::{Slcan, SlcanConfig};
-use crate::drive::{LinkError, LinkWorker};
+use crate::drive::{LinkError, LinkOptions, LinkWorker};
 use crate::pipeline::{
-    spawn_stages, CountersSnapshot, InferenceSettings, InferenceStage, InferenceStatsSummary,
+    spawn_stages_into, CountersSnapshot, InferenceSettings, InferenceStage, InferenceStatsSummary,
     Stages,
 };
 use crate::policy::tract::TractPolicy;
@@ -251,13 +251,6 @@ pub fn run(
     let (source, sim) = build_source(config, &meta, clock.clone())?;
     let source_text = source.describe();
     let spec = meta.preprocess_spec(source.pending_rotation());
-    let (stage, backend_text) = build_stage(config, meta.clone(), spec).map_err(model_err)?;
-    tracing::info!("policy backend: {backend_text}");
-    tracing::info!(
-        "model {} ({}), source: {source_text}",
-        config.model_dir.display(),
-        meta.model_id
-    );
 
     let record_cfg = options
         .record_dir
@@ -334,15 +327,58 @@ pub fn run(
         LinkConfig::Slcan(cfg) => (None, cfg.clone()),
     };
     let slcan = Slcan::open(link_cfg)?;
-    let link = LinkWorker::spawn(Box::new(slcan)).map_err(|source| RunError::Io {
+    // State changes of the real-time threads are logged by this thread.
+    let logger = crate::rtlog::Logger::start().map_err(|source| RunError::Io {
+        what: "spawning the logger thread".into(),
+        source,
+    })?;
+    let link = LinkWorker::spawn_with(
+        Box::new(slcan),
+        LinkOptions {
+            realtime_priority: config.link_realtime_priority,
+            log: logger.queue(crate::rtlog::DEFAULT_CAPACITY),
+        },
+    )
+    .map_err(|source| RunError::Io {
         what: "spawning the link thread".into(),
         source,
     })?;
+    // The motor side runs from here on, commanding stop (no chunk yet) while
+    // the model loads; any early return below stops it (`MotorSide::drop`).
+    let events = crate::channel::latest();
+    let flags = MotorFlags::default();
+    let motor = MotorSide::spawn(
+        MotorThread::new(
+            MotorLoop::new(config.motor, config.calib.clone()),
+            events.1.clone(),
+            link,
+            clock.clone(),
+            flags.clone(),
+            Notifier::from_env(),
+            logger.queue(crate::rtlog::DEFAULT_CAPACITY),
+        ),
+        flags,
+        config.realtime_priority,
+        config.motor.period(),
+    )?;
+    // Lock what the motor and link threads use (their stacks, the code, the
+    // heap so far) before the model brings its weights: those stay pageable.
     if config.lock_memory {
-        if let Err(e) = crate::control::lock_memory() {
-            tracing::error!("mlockall failed ({e}); the motor loop may page-fault");
+        match crate::realtime::lock_current_memory() {
+            Ok(()) => tracing::info!(
+                locked_kib = crate::realtime::locked_kib(),
+                "memory locked (model not included)"
+            ),
+            Err(e) => tracing::error!("mlockall failed ({e}); the motor loop may page-fault"),
         }
     }
+    let (stage, backend_text) = build_stage(config, meta.clone(), spec).map_err(model_err)?;
+    tracing::info!("policy backend: {backend_text}");
+    tracing::info!(
+        "model {} ({}), source: {source_text}",
+        config.model_dir.display(),
+        meta.model_id
+    );
     // The trial starts now that the controller is up (model loaded, link open).
     let mut judge = sim.as_ref().map(|s| {
         s.base.lock().expect("sim base").restart(clock.now());
@@ -352,7 +388,7 @@ pub fn run(
     let mut verdict = None;
     let started = Instant::now();
     let Stages {
-        events: event_rx,
+        events: _,
         capture,
         inference,
         counters,
@@ -361,9 +397,9 @@ pub fn run(
     } = match &sim {
         Some(s) if s.expert => {
             drop(observer); // no recorder with the expert (refused above): nothing waits on it
-            spawn_expert(&s.world, s.base.clone(), clock.clone())
+            spawn_expert(&s.world, s.base.clone(), clock.clone(), events)
         }
-        _ => spawn_stages(
+        _ => spawn_stages_into(
             source,
             stage,
             InferenceSettings {
@@ -372,36 +408,15 @@ pub fn run(
             },
             clock.clone(),
             observer,
+            events,
         ),
     }
     .map_err(|source| RunError::Io {
         what: "spawning the capture and inference threads".into(),
         source,
     })?;
-    let flags = MotorFlags::default();
-    let motor = {
-        let (clock, flags) = (clock.clone(), flags.clone());
-        let motor_loop = MotorLoop::new(config.motor, config.calib.clone());
-        let rt = config.realtime_priority;
-        std::thread::Builder::new()
-            .name("mvla-motor".into())
-            .spawn(move || {
-                motor_thread(
-                    motor_loop,
-                    event_rx,
-                    link,
-                    clock,
-                    flags,
-                    Notifier::from_env(),
-                    rt,
-                )
-            })
-            .map_err(|source| RunError::Io {
-                what: "spawning the motor thread".into(),
-                source,
-            })?
-    };
     notifier.notify("READY=1");
+    tracing::info!(source = %source_text, backend = %backend_text, "READY");
 
     // Wait for a reason to stop.
     let stop_reason = loop {
@@ -436,14 +451,12 @@ pub fn run(
     // Stop the wheels first (the motor loop e-stops on its next tick), then
     // the stages; the motor loop keeps commanding stop until they are down.
     notifier.notify("STOPPING=1");
-    flags.shutdown.store(true, Ordering::Relaxed);
+    motor.estop();
     stage_stop.store(true, Ordering::Relaxed);
     let capture_joined = capture.join();
     let inference_joined = inference.join();
-    // A few more stop ticks, then the link worker commands stop once more and exits.
-    std::thread::sleep(config.motor.period() * 3);
-    flags.exit.store(true, Ordering::Relaxed);
-    let motor = motor.join().map_err(|_| RunError::Panic("motor"))?;
+    let motor = motor.finish()?;
+    logger.shutdown();
     capture_joined.map_err(|_| RunError::Panic("capture"))?;
     inference_joined.map_err(|_| RunError::Panic("inference"))?;
     let record = match recorder_handle {
@@ -506,8 +519,11 @@ fn spawn_expert(
     world: &crate::sim::world::World,
     base: Arc<std::sync::Mutex<crate::sim::base::SimBase>>,
     clock: Arc<dyn Clock>,
+    (tx, events): (
+        crate::channel::Latest<crate::action::InferenceEvent>,
+        crossbeam_channel::Receiver<crate::action::InferenceEvent>,
+    ),
 ) -> std::io::Result<Stages> {
-    let (tx, events) = crate::channel::latest();
     let stop = Arc::new(AtomicBool::new(false));
     let expert = crate::sim::expert::Expert::new(world, world.seed);
     let inference = {
@@ -527,4 +543,61 @@ fn spawn_expert(
         stats: Default::default(),
         stop,
     })
+}
+
+/// The running motor thread. Dropping it (an early error return) e-stops the
+/// robot and joins the thread, whose link worker sends the final stop frames.
+struct MotorSide {
+    flags: MotorFlags,
+    period: Duration,
+    handle: Option<std::thread::JoinHandle<MotorSummary>>,
+}
+
+impl MotorSide {
+    fn spawn(
+        motor: MotorThread,
+        flags: MotorFlags,
+        realtime_priority: u8,
+        period: Duration,
+    ) -> Result<Self, RunError> {
+        let handle = std::thread::Builder::new()
+            .name("mvla-motor".into())
+            .spawn(move || motor.run(realtime_priority))
+            .map_err(|source| RunError::Io {
+                what: "spawning the motor thread".into(),
+                source,
+            })?;
+        Ok(Self {
+            flags,
+            period,
+            handle: Some(handle),
+        })
+    }
+
+    /// Stop the wheels now: the motor loop e-stops on its next tick and keeps
+    /// commanding stop until [`MotorSide::finish`].
+    fn estop(&self) {
+        self.flags.shutdown.store(true, Ordering::Relaxed);
+    }
+
+    /// A few more stop ticks, then leave the loop; the link worker commands
+    /// stop once more and exits.
+    fn finish(mut self) -> Result<MotorSummary, RunError> {
+        self.estop();
+        std::thread::sleep(self.period * 3);
+        self.flags.exit.store(true, Ordering::Relaxed);
+        let h = self.handle.take().ok_or(RunError::Panic("motor"))?;
+        h.join().map_err(|_| RunError::Panic("motor"))
+    }
+}
+
+impl Drop for MotorSide {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.estop();
+            std::thread::sleep(self.period * 3);
+            self.flags.exit.store(true, Ordering::Relaxed);
+            let _ = h.join();
+        }
+    }
 }

@@ -16,7 +16,11 @@ impl Notifier {
         let socket = std::env::var("NOTIFY_SOCKET")
             .ok()
             .filter(|p| p.starts_with('/')) // abstract sockets (@...) are not used by our unit
-            .and_then(|p| UnixDatagram::unbound().ok().map(|s| (s, p)));
+            .and_then(|p| UnixDatagram::unbound().ok().map(|s| (s, p)))
+            // Non-blocking: the motor thread feeds the watchdog, and a
+            // notify socket whose queue is full must not stall the loop
+            // (a blocking send_to there hung the loop in a test).
+            .filter(|(s, _)| s.set_nonblocking(true).is_ok());
         Self { socket }
     }
 
@@ -25,10 +29,17 @@ impl Notifier {
     }
 
     pub fn notify(&self, message: &str) {
-        if let Some((s, path)) = &self.socket {
-            if let Err(e) = s.send_to(message.as_bytes(), path) {
-                tracing::warn!("sd_notify {message:?}: {e}");
-            }
+        if let Err(e) = self.try_notify(message) {
+            tracing::warn!("sd_notify {message:?}: {e}");
+        }
+    }
+
+    /// Send without logging (the motor thread counts failures instead);
+    /// never blocks. Ok when there is no socket.
+    pub fn try_notify(&self, message: &str) -> std::io::Result<()> {
+        match &self.socket {
+            Some((s, path)) => s.send_to(message.as_bytes(), path).map(|_| ()),
+            None => Ok(()),
         }
     }
 
@@ -56,5 +67,28 @@ mod tests {
         let len = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"READY=1");
         assert!(!Notifier { socket: None }.is_active());
+    }
+
+    /// Regression: a blocking send_to on a notify socket nobody reads hung
+    /// the motor loop (found by the whole-loop allocation test).
+    #[test]
+    fn a_full_notify_socket_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let _server = UnixDatagram::bind(&path).unwrap(); // never read
+        std::env::set_var("NOTIFY_SOCKET", &path);
+        let n = Notifier::from_env();
+        std::env::remove_var("NOTIFY_SOCKET");
+        assert!(n.is_active());
+        let mut failed = 0;
+        for _ in 0..100_000 {
+            if n.try_notify("WATCHDOG=1").is_err() {
+                failed += 1;
+            }
+        }
+        assert!(
+            failed > 0,
+            "the socket queue filled up and sends failed instead of blocking"
+        );
     }
 }

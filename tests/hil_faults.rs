@@ -13,7 +13,7 @@ use mvla::capture::replay::{Pacing, ReplaySource};
 use mvla::clock::{Clock, MonotonicClock, Timestamp};
 use mvla::config::Config;
 use mvla::control::motor::MotorLoop;
-use mvla::control::{motor_thread, MotorFlags};
+use mvla::control::{MotorFlags, MotorThread};
 use mvla::drive::emulator::BoardEmulator;
 use mvla::drive::slcan::{Slcan, SlcanConfig};
 use mvla::drive::{LinkWorker, STOP_WHEELS};
@@ -116,7 +116,16 @@ fn run_chain(mode: Misbehave) -> (Vec<(Timestamp, [u8; 3])>, Timestamp) {
         let (clock, flags) = (clock.clone(), flags.clone());
         let m = MotorLoop::new(config.motor, config.calib.clone());
         std::thread::spawn(move || {
-            motor_thread(m, erx, link, clock, flags, Notifier::from_env(), 0)
+            MotorThread::new(
+                m,
+                erx,
+                link,
+                clock,
+                flags,
+                Notifier::from_env(),
+                mvla::rtlog::RtLog::direct(),
+            )
+            .run(0)
         })
     };
     std::thread::sleep(Duration::from_millis(1500));

@@ -7,18 +7,20 @@ pub mod motor;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use serde::Serialize;
 
 use crate::action::InferenceEvent;
 use crate::channel::try_newest;
-use crate::clock::Clock;
+use crate::clock::{Clock, Timestamp};
 use crate::drive::{LinkSummary, LinkWorker};
+use crate::realtime::{set_thread_priority, Scheduling};
+use crate::rtlog::RtLog;
 use crate::systemd::Notifier;
 use crate::telemetry::{LatencyHistogram, LatencySummary, RateLimit};
-use failsafe::Level;
+use failsafe::{Condition, Level};
 use motor::MotorLoop;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -38,6 +40,10 @@ pub struct MotorSummary {
     /// Age of the chunk (now − capture time) at each tick that executed it.
     pub chunk_age_at_use: LatencySummary,
     pub link: LinkSummary,
+    /// How the motor thread was scheduled.
+    pub scheduling: Scheduling,
+    /// WATCHDOG=1 notifications that could not be sent (socket full or gone).
+    pub watchdog_feed_errors: u64,
 }
 
 /// Flags the motor thread watches.
@@ -49,45 +55,117 @@ pub struct MotorFlags {
     pub exit: Arc<AtomicBool>,
 }
 
-/// Run the motor loop at its fixed rate with absolute deadlines. Never blocks
-/// on a channel: takes the newest event, posts the newest command to the link
-/// worker. On exit the link worker commands stop before it is dropped.
-pub fn motor_thread(
-    mut motor: MotorLoop,
+/// A failsafe level change, logged by the logger thread (the motor thread
+/// does no logging I/O).
+#[derive(Debug, Clone, Copy)]
+pub struct MotorEvent {
+    pub level: Level,
+    pub cause: Option<Condition>,
+    /// Level changes not logged before this one (at most one per second is).
+    pub suppressed: u64,
+}
+
+impl crate::rtlog::RtEvent for MotorEvent {
+    fn emit(&self, dropped: u64) {
+        tracing::info!(
+            level = ?self.level,
+            cause = ?self.cause,
+            suppressed = self.suppressed,
+            dropped,
+            "failsafe level"
+        );
+    }
+}
+
+/// The motor thread's loop: the motor loop at its fixed rate with absolute
+/// deadlines, fed by the newest inference event, posting the newest command
+/// to the link worker. Never blocks on a channel, never allocates, takes no
+/// lock and does no logging I/O after [`MotorThread::new`].
+pub struct MotorThread {
+    motor: MotorLoop,
     events: Receiver<InferenceEvent>,
     link: LinkWorker,
     clock: Arc<dyn Clock>,
     flags: MotorFlags,
     notifier: Notifier,
-    realtime_priority: u8,
-) -> MotorSummary {
-    if realtime_priority > 0 {
-        set_realtime(realtime_priority);
-    }
-    let _stage_span = tracing::info_span!("motor_stage").entered();
-    let cfg = *motor.config();
-    let period = cfg.period();
-    let mut s = MotorSummary {
-        loop_hz: cfg.loop_hz,
-        mode: format!("{:?}", cfg.mode),
-        ..Default::default()
-    };
-    let mut age = LatencyHistogram::new();
-    let mut lateness = LatencyHistogram::new();
-    let mut log = RateLimit::new(Duration::from_secs(1));
-    let watchdog = Notifier::watchdog_period();
-    let mut last_feed = Instant::now();
-    let mut misses_since_feed = 0u64;
-    let mut deadline = clock.now();
-    let mut last_level = Level::Hold;
-    while !flags.exit.load(Ordering::Relaxed) {
+    log: RtLog<MotorEvent>,
+    period: Duration,
+    summary: MotorSummary,
+    age: LatencyHistogram,
+    lateness: LatencyHistogram,
+    level_log: RateLimit,
+    watchdog: Option<Duration>,
+    last_feed: Timestamp,
+    misses_since_feed: u64,
+    deadline: Timestamp,
+    last_level: Level,
+}
+
+impl MotorThread {
+    pub fn new(
+        motor: MotorLoop,
+        events: Receiver<InferenceEvent>,
+        link: LinkWorker,
+        clock: Arc<dyn Clock>,
+        flags: MotorFlags,
+        notifier: Notifier,
+        log: RtLog<MotorEvent>,
+    ) -> Self {
+        let cfg = *motor.config();
         let now = clock.now();
-        lateness.record(now.saturating_since(deadline));
-        if let Some(event) = try_newest(&events) {
-            motor.on_event(event, now);
+        Self {
+            period: cfg.period(),
+            summary: MotorSummary {
+                loop_hz: cfg.loop_hz,
+                mode: format!("{:?}", cfg.mode),
+                ..Default::default()
+            },
+            age: LatencyHistogram::new(),
+            lateness: LatencyHistogram::new(),
+            level_log: RateLimit::new(Duration::from_secs(1)),
+            watchdog: Notifier::watchdog_period(),
+            last_feed: now,
+            misses_since_feed: 0,
+            deadline: now,
+            last_level: Level::Hold,
+            motor,
+            events,
+            link,
+            clock,
+            flags,
+            notifier,
+            log,
         }
-        let out = motor.tick(now, link.is_up(), flags.shutdown.load(Ordering::Relaxed));
-        link.post(out.wheels);
+    }
+
+    /// Run on the calling thread until `flags.exit`, at SCHED_FIFO
+    /// `realtime_priority` when it is > 0; the link worker commands stop
+    /// before the summary is returned.
+    pub fn run(mut self, realtime_priority: u8) -> MotorSummary {
+        self.summary.scheduling = set_thread_priority(realtime_priority, "mvla-motor");
+        let _stage_span = tracing::info_span!("motor_stage").entered();
+        while !self.flags.exit.load(Ordering::Relaxed) {
+            let deadline = self.cycle();
+            self.clock.sleep_until(deadline);
+        }
+        self.finish()
+    }
+
+    /// One tick, in order: take the newest event → tick the motor loop (pick
+    /// the action for now → limits → wheel bytes, failsafe decides) → post
+    /// the command → count → hand a level change to the logger → feed the
+    /// watchdog → next absolute deadline (missed periods are skipped, not
+    /// caught up). Returns the deadline to sleep until.
+    pub fn cycle(&mut self) -> Timestamp {
+        let now = self.clock.now();
+        self.lateness.record(now.saturating_since(self.deadline));
+        if let Some(event) = try_newest(&self.events) {
+            self.motor.on_event(event, now);
+        }
+        let shutdown = self.flags.shutdown.load(Ordering::Relaxed);
+        let out = self.motor.tick(now, self.link.is_up(), shutdown);
+        self.link.post(out.wheels);
+        let s = &mut self.summary;
         s.ticks += 1;
         match out.level {
             Level::Nominal => s.ticks_nominal += 1,
@@ -100,63 +178,47 @@ pub fn motor_thread(
             s.ticks_moving += 1;
         }
         if let Some(a) = out.chunk_age {
-            age.record(a);
+            self.age.record(a);
         }
-        if out.level != last_level {
-            if let Some(suppressed) = log.allow() {
-                tracing::info!(level = ?out.level, cause = ?motor.failsafe().worst(), suppressed, "failsafe level");
+        if out.level != self.last_level {
+            if let Some(suppressed) = self.level_log.allow() {
+                self.log.push(MotorEvent {
+                    level: out.level,
+                    cause: self.motor.failsafe().worst(),
+                    suppressed,
+                });
             }
-            last_level = out.level;
+            self.last_level = out.level;
         }
         // Feed systemd's watchdog only while the loop keeps its deadlines.
-        if let Some(p) = watchdog {
-            if last_feed.elapsed() >= p {
-                if misses_since_feed < u64::from(cfg.loop_hz) / 2 {
-                    notifier.notify("WATCHDOG=1");
+        if let Some(p) = self.watchdog {
+            if now.saturating_since(self.last_feed) >= p {
+                if self.misses_since_feed < u64::from(self.summary.loop_hz) / 2
+                    && self.notifier.try_notify("WATCHDOG=1").is_err()
+                {
+                    self.summary.watchdog_feed_errors += 1;
                 }
-                last_feed = Instant::now();
-                misses_since_feed = 0;
+                self.last_feed = now;
+                self.misses_since_feed = 0;
             }
         }
-        deadline = deadline.plus(period);
-        let after = clock.now();
-        if after > deadline {
-            s.deadline_misses += 1;
-            misses_since_feed += 1;
+        self.deadline = self.deadline.plus(self.period);
+        let after = self.clock.now();
+        if after > self.deadline {
+            self.summary.deadline_misses += 1;
+            self.misses_since_feed += 1;
             // Skip the missed periods instead of bursting to catch up.
-            deadline = after;
+            self.deadline = after;
         }
-        clock.sleep_until(deadline);
+        self.deadline
     }
-    s.chunk_age_at_use = age.summary();
-    s.tick_lateness = lateness.summary();
-    s.link = link.shutdown();
-    s
-}
 
-/// Put the calling thread on SCHED_FIFO at `priority` (needs CAP_SYS_NICE or
-/// an RTPRIO limit; the systemd unit grants both). Failure is logged loudly.
-pub fn set_realtime(priority: u8) {
-    let param = libc::sched_param {
-        sched_priority: i32::from(priority),
-    };
-    // SAFETY: pid 0 = the calling thread; `param` outlives the call.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-    if rc != 0 {
-        tracing::error!(
-            "motor thread: SCHED_FIFO {priority} refused ({}); running with normal scheduling",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
-/// Lock current and future memory (no page faults in the motor loop).
-pub fn lock_memory() -> std::io::Result<()> {
-    // SAFETY: mlockall takes flags only.
-    let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+    /// The summary; the link worker commands stop on the way out.
+    pub fn finish(self) -> MotorSummary {
+        let mut s = self.summary;
+        s.chunk_age_at_use = self.age.summary();
+        s.tick_lateness = self.lateness.summary();
+        s.link = self.link.shutdown();
+        s
     }
 }
