@@ -3,6 +3,7 @@
 //! Camera → preprocessing → policy → motor loop, in one process. See the
 //! README for the layout map; `shared/design/ARCHITECTURE.md` for the design.
 
+pub mod backoff;
 pub mod bench;
 pub mod capture;
 pub mod clock;
@@ -12,6 +13,7 @@ pub mod doctor;
 pub mod drive;
 pub mod eval;
 pub mod fault;
+pub mod hex;
 pub mod npy;
 pub mod pipeline;
 pub mod policy;

@@ -338,7 +338,7 @@ enum Command {
         /// Serial port of the SLCAN adapter.
         #[arg(long)]
         port: String,
-        #[arg(long, default_value_t = 115_200)]
+        #[arg(long, default_value_t = mvla::drive::slcan::DEFAULT_BAUD)]
         baud: u32,
         #[arg(long, value_parser = ["forward", "left", "right", "back", "spin"])]
         direction: Option<String>,

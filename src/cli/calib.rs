@@ -68,13 +68,7 @@ fn drive_for(port: &str, baud: u32, offsets: [i64; 3], seconds: f64) -> Result<u
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
-    let link = Slcan::open(SlcanConfig {
-        port: port.to_string(),
-        baud,
-        bitrate_code: '6',
-        reply_timeout: Duration::from_millis(20),
-    })
-    .map_err(|e| BadInput(e.to_string()))?;
+    let link = Slcan::open(SlcanConfig::new(port, baud)).map_err(|e| BadInput(e.to_string()))?;
     let wheels = offsets.map(|o| (100 + o.clamp(-80, 80)) as u8);
     eprintln!(
         "driving wheels {wheels:?} for {seconds} s on {}",

@@ -20,7 +20,7 @@ pub struct GpuChain {
     policy: TensorRtPolicy,
     spec: PreprocessSpec,
     ptx_cache: Option<PathBuf>,
-    pre: Option<(usize, usize, InputFormat, CudaPreprocessor)>,
+    pre: Option<CudaPreprocessor>,
     slots: History,
     output: crate::policy::ChunkOutput,
     window_slots: Vec<usize>,
@@ -104,7 +104,7 @@ impl GpuChain {
             self.policy.stream().clone(),
         )
         .map_err(|e| PreprocessError::Device(e.to_string()))?;
-        self.pre = Some((width, height, format, pre));
+        self.pre = Some(pre);
         Ok(())
     }
 
@@ -116,11 +116,11 @@ impl GpuChain {
         format: InputFormat,
         t: Timestamp,
     ) -> Result<(), PreprocessError> {
-        let stale = !matches!(&self.pre, Some((w, h, f, _)) if (*w, *h, *f) == (frame.width, frame.height, format));
-        if stale {
+        let fits = |p: &CudaPreprocessor| p.fits(frame.width, frame.height, format);
+        if !self.pre.as_ref().is_some_and(fits) {
             self.prepare(frame.width, frame.height, format)?;
         }
-        let (.., pre) = self.pre.as_mut().expect("set above");
+        let pre = self.pre.as_mut().expect("set above");
         pre.enqueue(frame.data, frame.order)
             .map_err(|e| PreprocessError::Device(e.to_string()))?;
         let pixels = pre.output_device_ptr();
