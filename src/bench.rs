@@ -32,11 +32,10 @@ impl Summary {
         }
         let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
         ms.sort_by(f64::total_cmp);
-        let pick = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
         Self {
             samples: ms.len(),
-            p50_ms: pick(0.5),
-            p99_ms: pick(0.99),
+            p50_ms: crate::telemetry::percentile_of_sorted(&ms, 0.5),
+            p99_ms: crate::telemetry::percentile_of_sorted(&ms, 0.99),
             max_ms: ms[ms.len() - 1],
             mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
         }

@@ -278,14 +278,13 @@ pub struct RawSlcan {
 }
 
 fn default_baud() -> u32 {
-    115_200
+    crate::drive::slcan::DEFAULT_BAUD
 }
 fn default_bitrate() -> String {
-    "6".into()
+    crate::drive::slcan::DEFAULT_BITRATE_CODE.to_string()
 }
 fn default_reply_ms() -> u64 {
-    // A USB SLCAN adapter answers within a few ms; 20 ms leaves margin at 100 Hz.
-    20
+    crate::drive::slcan::DEFAULT_REPLY_TIMEOUT.as_millis() as u64
 }
 
 #[derive(Debug, Clone, Deserialize)]

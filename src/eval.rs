@@ -119,6 +119,26 @@ pub struct EpisodeReport {
     pub predictions: Vec<Vec<f32>>,
 }
 
+/// Pooled over every evaluated episode (the summary's OVERALL row).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct EvalTotals {
+    pub first: ErrorSums,
+    pub chunk: ErrorSums,
+    pub steps_evaluated: usize,
+}
+
+impl EvalTotals {
+    pub fn of(episodes: &[EpisodeReport]) -> Self {
+        let mut totals = Self::default();
+        for r in episodes {
+            totals.first.merge(&r.first);
+            totals.chunk.merge(&r.chunk);
+            totals.steps_evaluated += r.steps_evaluated;
+        }
+        totals
+    }
+}
+
 /// Evaluate one episode. The runner is reset first.
 pub fn evaluate_episode<P: Policy>(
     runner: &mut PolicyRunner<P>,
@@ -201,5 +221,29 @@ mod tests {
         assert_eq!(m.rmse_y, 0.0);
         assert!((m.rmse_all - 0.5).abs() < 1e-12);
         assert_eq!(m.direction_agreement, 0.5);
+    }
+
+    #[test]
+    fn totals_pool_the_episodes_sums() {
+        let mut a = EpisodeReport {
+            steps_evaluated: 2,
+            ..Default::default()
+        };
+        a.first.add([1.0, 0.0], [0.0, 0.0]);
+        a.chunk.add([1.0, 0.0], [0.0, 0.0]);
+        let mut b = EpisodeReport {
+            steps_evaluated: 3,
+            ..Default::default()
+        };
+        b.first.add([0.0, 0.0], [0.0, 0.0]);
+        b.chunk.add([0.0, 0.0], [0.0, 0.0]);
+        b.chunk.add([0.0, 1.0], [0.0, 0.0]);
+        let t = EvalTotals::of(&[a.clone(), b.clone()]);
+        assert_eq!(t.steps_evaluated, 5);
+        let mut first = a.first;
+        first.merge(&b.first);
+        assert_eq!(t.first, first);
+        assert_eq!(t.chunk.count, 3);
+        assert_eq!(EvalTotals::of(&[]), EvalTotals::default());
     }
 }

@@ -4,6 +4,7 @@
 //! README for the layout map; `shared/design/ARCHITECTURE.md` for the design.
 
 pub mod action;
+pub mod backoff;
 pub mod bench;
 pub mod capture;
 pub mod channel;
@@ -15,6 +16,7 @@ pub mod drive;
 pub mod eval;
 pub mod fault;
 pub mod frame;
+pub mod hex;
 pub mod logging;
 pub mod npy;
 pub mod pipeline;

@@ -316,12 +316,10 @@ pub fn run(
                 what: "starting the board emulator".into(),
                 source,
             })?;
-            let cfg = SlcanConfig {
-                port: emu.port_path().display().to_string(),
-                baud: 115_200,
-                bitrate_code: '6',
-                reply_timeout: Duration::from_millis(20),
-            };
+            let cfg = SlcanConfig::new(
+                emu.port_path().display().to_string(),
+                crate::drive::slcan::DEFAULT_BAUD,
+            );
             (Some(emu), cfg)
         }
         LinkConfig::Slcan(cfg) => (None, cfg.clone()),

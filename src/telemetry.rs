@@ -1,5 +1,11 @@
 //! Latency histograms that record without allocating (fixed log-spaced
-//! buckets, 1/32 octave ≈ 2.2 % resolution) and their summaries.
+//! buckets, 1/32 octave ≈ 2.2 % resolution) and their summaries; the
+//! percentile of exact samples (benchmarks); rate-limited logging.
+//!
+//! Two percentile rules on purpose: the histogram (runtime, every sample,
+//! no allocation) reports the bucket holding rank ⌈n·q⌉; benchmarks keep
+//! their few hundred samples and report the exact sample at rank
+//! round((n − 1)·q).
 
 use std::time::Duration;
 
@@ -99,6 +105,12 @@ impl LatencyHistogram {
             max_ms: ms(Duration::from_nanos(self.max_ns)),
         }
     }
+}
+
+/// The sample at quantile `q` (0..=1) of `sorted` (ascending, not empty):
+/// index round((n − 1)·q), no interpolation.
+pub fn percentile_of_sorted(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]

@@ -17,6 +17,7 @@ use v4l::{Device, FourCC};
 
 use super::convert::{mjpeg_to_bgr, ConvertError};
 use super::{CaptureError, Frame, FrameSource};
+use crate::backoff::Backoff;
 use crate::clock::{Clock, Timestamp};
 use crate::frame::{ChannelOrder, InputFormat, Rotation};
 
@@ -174,8 +175,7 @@ pub struct V4l2Source {
     raw: Vec<u8>,
     raw_meta: (i64, i64, u32, u32),
     frames_since_open: u64,
-    next_reopen: Option<Instant>,
-    reopen_backoff: Duration,
+    reopen: Backoff,
 }
 
 /// Reopen attempts after an unplug start at this interval and double up to 5 s.
@@ -207,8 +207,7 @@ impl V4l2Source {
             raw: Vec::new(),
             raw_meta: (0, 0, 0, 0),
             frames_since_open: 0,
-            next_reopen: None,
-            reopen_backoff: REOPEN_BACKOFF_START,
+            reopen: Backoff::new(REOPEN_BACKOFF_START, REOPEN_BACKOFF_MAX),
         };
         source.open_device()?;
         Ok(source)
@@ -316,7 +315,7 @@ impl FrameSource for V4l2Source {
         if self.stream.is_none() {
             // Unplugged earlier: retry opening with backoff, never a fake frame.
             let now = Instant::now();
-            if self.next_reopen.is_some_and(|t| now < t) {
+            if !self.reopen.ready(now) {
                 std::thread::sleep(Duration::from_millis(20));
                 return Err(CaptureError::Disconnected(format!(
                     "{} (waiting to reopen)",
@@ -324,18 +323,16 @@ impl FrameSource for V4l2Source {
                 )));
             }
             if let Err(e) = self.open_device() {
-                self.next_reopen = Some(now + self.reopen_backoff);
-                self.reopen_backoff = (self.reopen_backoff * 2).min(REOPEN_BACKOFF_MAX);
+                self.reopen.failed(now);
                 return Err(e);
             }
-            self.reopen_backoff = REOPEN_BACKOFF_START;
-            self.next_reopen = None;
+            self.reopen.succeeded();
         }
         if let Err(e) = self.dequeue_newest() {
             if matches!(e, CaptureError::Disconnected(_)) {
                 self.stream = None;
                 self.device = None;
-                self.next_reopen = Some(Instant::now() + self.reopen_backoff);
+                self.reopen.wait_from(Instant::now());
             }
             return Err(e);
         }

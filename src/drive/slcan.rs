@@ -9,7 +9,16 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use crate::backoff::Backoff;
+
 use super::{serbot_frame_data, LinkError, MotorLink, SERBOT_CAN_ID, STOP_WHEELS};
+
+/// Serial speed of the USB SLCAN adapter (`[motor.slcan] baud`, `mvla calib --baud`).
+pub const DEFAULT_BAUD: u32 = 115_200;
+/// SLCAN bitrate code `S6` = 500 kbit/s, the Serbot bus (UPSTREAM §2).
+pub const DEFAULT_BITRATE_CODE: char = '6';
+/// A USB SLCAN adapter answers within a few ms; 20 ms leaves margin at 100 Hz.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 pub struct SlcanConfig {
@@ -19,6 +28,18 @@ pub struct SlcanConfig {
     pub bitrate_code: char,
     /// Longest wait for the adapter's reply to one command.
     pub reply_timeout: Duration,
+}
+
+impl SlcanConfig {
+    /// `port` at `baud` with the Serbot bus's bitrate and the default reply timeout.
+    pub fn new(port: impl Into<String>, baud: u32) -> Self {
+        Self {
+            port: port.into(),
+            baud,
+            bitrate_code: DEFAULT_BITRATE_CODE,
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
+        }
+    }
 }
 
 /// Encode a standard CAN frame as an SLCAN `t` command (no allocation).
@@ -69,8 +90,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 pub struct Slcan {
     config: SlcanConfig,
     port: Option<Box<dyn serialport::SerialPort>>,
-    next_attempt: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
     pub reconnects: u64,
 }
 
@@ -80,8 +100,7 @@ impl Slcan {
         let mut s = Self {
             config,
             port: None,
-            next_attempt: None,
-            backoff: BACKOFF_START,
+            backoff: Backoff::new(BACKOFF_START, BACKOFF_MAX),
             reconnects: 0,
         };
         s.connect()?;
@@ -174,8 +193,7 @@ impl Slcan {
 
     fn drop_port(&mut self) {
         self.port = None;
-        self.next_attempt = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.backoff.failed(Instant::now());
     }
 
     fn send_frame(&mut self, wheels: [u8; 3]) -> Result<(), LinkError> {
@@ -194,7 +212,7 @@ impl MotorLink for Slcan {
 
     fn send(&mut self, wheels: [u8; 3]) -> Result<(), LinkError> {
         if self.port.is_none() {
-            if self.next_attempt.is_some_and(|t| Instant::now() < t) {
+            if !self.backoff.ready(Instant::now()) {
                 return Err(LinkError::Down);
             }
             if let Err(e) = self.connect() {
@@ -202,7 +220,7 @@ impl MotorLink for Slcan {
                 return Err(e);
             }
             self.reconnects += 1;
-            self.backoff = BACKOFF_START;
+            self.backoff.succeeded();
             // After a reconnect the first frame is always stop.
             if let Err(e) = self.send_frame(STOP_WHEELS) {
                 self.drop_port();

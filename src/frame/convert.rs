@@ -40,6 +40,8 @@ pub enum ConvertError {
     },
     #[error("NV12 size {width}x{height} is odd (chroma is subsampled 2x2)")]
     Nv12Odd { width: usize, height: usize },
+    /// The decoder's text, not its `DecodeErrors`: this enum is `PartialEq`
+    /// (tests compare errors) and `DecodeErrors` is not.
     #[error("MJPEG frame does not decode: {0}")]
     Jpeg(String),
     #[error("MJPEG frame is {got_w}x{got_h}, the stream was negotiated at {width}x{height}")]
@@ -143,7 +145,9 @@ pub fn nv12_len(width: usize, height: usize) -> usize {
     width * height + width * height / 2
 }
 
-/// Decode one MJPEG frame into packed BGR of the negotiated size.
+/// Decode one MJPEG frame into packed BGR of the negotiated size, into
+/// `dst` (the recycled frame buffer: once it has grown to a frame, decoding
+/// allocates no output buffer).
 pub fn mjpeg_to_bgr(
     src: &[u8],
     width: usize,
@@ -154,13 +158,13 @@ pub fn mjpeg_to_bgr(
     use zune_jpeg::zune_core::options::DecoderOptions;
     let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::BGR);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(src, options);
-    let pixels = decoder
-        .decode()
-        .map_err(|e| ConvertError::Jpeg(format!("{e:?}")))?;
+    let jpeg = |e: zune_jpeg::errors::DecodeErrors| ConvertError::Jpeg(format!("{e:?}"));
+    decoder.decode_headers().map_err(jpeg)?;
     let (got_w, got_h) = decoder
         .dimensions()
         .ok_or_else(|| ConvertError::Jpeg("no dimensions after decode".into()))?;
-    if (got_w, got_h) != (width, height) || pixels.len() != width * height * 3 {
+    let len = width * height * 3;
+    if (got_w, got_h) != (width, height) || decoder.output_buffer_size() != Some(len) {
         return Err(ConvertError::JpegSize {
             width,
             height,
@@ -168,8 +172,8 @@ pub fn mjpeg_to_bgr(
             got_h,
         });
     }
-    *dst = pixels;
-    Ok(())
+    dst.resize(len, 0);
+    decoder.decode_into(dst).map_err(jpeg)
 }
 
 #[cfg(test)]

@@ -124,11 +124,7 @@ pub fn graph_digest(meta: &ModelMeta, role: Role) -> String {
         h.update(b"=");
         h.update(e.sha256.as_bytes());
     }
-    hex(&h.finalize())[..16].to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&h.finalize())[..16].to_string()
 }
 
 impl EngineKey {

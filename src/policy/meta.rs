@@ -248,7 +248,7 @@ impl ModelMeta {
             let mut h = Sha256::new();
             h.update(raw.backbone.sha256.as_bytes());
             h.update(raw.head.sha256.as_bytes());
-            hex(&h.finalize())[..12].to_string()
+            crate::hex::encode(&h.finalize())[..12].to_string()
         };
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -329,10 +329,6 @@ impl ModelMeta {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
@@ -345,5 +341,5 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(crate::hex::encode(&hasher.finalize()))
 }

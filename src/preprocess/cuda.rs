@@ -142,11 +142,7 @@ fn cache_key(kernel: &KernelSource, arch: &str) -> String {
     h.update(kernel.translation_unit().as_bytes());
     h.update(arch.as_bytes());
     h.update(format!("{:?}", nvrtc_options("x")).as_bytes());
-    h.finalize()
-        .iter()
-        .take(12)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(&h.finalize()[..12])
 }
 
 /// PTX from the disk cache, or compiled and stored there.
@@ -309,6 +305,12 @@ impl CudaPreprocessor {
         &self.stream
     }
 
+    /// Whether this preprocessor was set up for `width × height` frames in
+    /// `format` (else build a new one: [`LaunchPlan::fits`]).
+    pub fn fits(&self, width: usize, height: usize, format: InputFormat) -> bool {
+        self.plan.fits(width, height, format)
+    }
+
     /// The launch plan (grids, tables, argument lists) this preprocessor runs.
     pub fn plan(&self) -> &LaunchPlan {
         &self.plan
@@ -442,8 +444,7 @@ impl Preprocessor for CudaPreprocessor {
     /// Packed frames of the size given at construction (YUYV goes through `run_to_host`).
     fn run(&mut self, frame: FrameRef<'_>, out: &mut [f32]) -> Result<(), PreprocessError> {
         let expected = self.plan.in_width * self.plan.in_height * 3;
-        if self.plan.format != InputFormat::Packed3
-            || (frame.width, frame.height) != (self.plan.in_width, self.plan.in_height)
+        if !self.fits(frame.width, frame.height, InputFormat::Packed3)
             || frame.data.len() != expected
         {
             return Err(PreprocessError::FrameSize {

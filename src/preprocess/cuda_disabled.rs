@@ -54,6 +54,10 @@ impl CudaPreprocessor {
         Err(CudaError::NotCompiled)
     }
 
+    pub fn fits(&self, _width: usize, _height: usize, _format: InputFormat) -> bool {
+        false
+    }
+
     pub fn run_to_host(
         &mut self,
         _bytes: &[u8],

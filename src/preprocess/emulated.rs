@@ -313,7 +313,7 @@ impl Preprocessor for EmulatedPreprocessor {
         let fits = self
             .kernels
             .as_ref()
-            .is_some_and(|k| (k.plan.in_width, k.plan.in_height) == (frame.width, frame.height));
+            .is_some_and(|k| k.plan.fits(frame.width, frame.height, InputFormat::Packed3));
         if !fits {
             self.kernels = Some(
                 EmulatedKernels::new(

@@ -158,6 +158,14 @@ fn to_i32(values: &[usize]) -> Vec<i32> {
 }
 
 impl LaunchPlan {
+    /// Whether this plan is the one for `width × height` frames in `format`.
+    /// The kernels' set-up (tables, buffers) depends on the frame geometry
+    /// only through the plan, so a consumer rebuilds exactly when this is
+    /// false (the frame size or layout changed).
+    pub fn fits(&self, width: usize, height: usize, format: InputFormat) -> bool {
+        (self.in_width, self.in_height, self.format) == (width, height, format)
+    }
+
     /// The plan for `in_width × in_height` frames in `format`.
     pub fn new(
         spec: PreprocessSpec,

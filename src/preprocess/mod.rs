@@ -231,7 +231,7 @@ pub struct SelectedPreprocessor {
     spec: PreprocessSpec,
     backend: Backend,
     cpu: CpuPreprocessor,
-    gpu: Option<(usize, usize, cuda::CudaPreprocessor)>,
+    gpu: Option<cuda::CudaPreprocessor>,
     gpu_unavailable: Option<String>,
     cache: Option<std::path::PathBuf>,
 }
@@ -277,16 +277,17 @@ impl Preprocessor for SelectedPreprocessor {
             }
             return self.cpu.run(frame, out);
         }
-        let size = (frame.width, frame.height);
-        if self.gpu.as_ref().is_none_or(|(w, h, _)| (*w, *h) != size) {
+        let fits =
+            |g: &cuda::CudaPreprocessor| g.fits(frame.width, frame.height, InputFormat::Packed3);
+        if !self.gpu.as_ref().is_some_and(fits) {
             match cuda::CudaPreprocessor::new(
                 self.spec,
-                size.0,
-                size.1,
+                frame.width,
+                frame.height,
                 InputFormat::Packed3,
                 self.cache.as_deref(),
             ) {
-                Ok(g) => self.gpu = Some((size.0, size.1, g)),
+                Ok(g) => self.gpu = Some(g),
                 Err(e) => {
                     if self.backend == Backend::Auto {
                         tracing::warn!("GPU preprocessing unavailable ({e}); using the CPU twin");
@@ -296,7 +297,7 @@ impl Preprocessor for SelectedPreprocessor {
                 }
             }
         }
-        let (_, _, gpu) = self.gpu.as_mut().expect("set above");
+        let gpu = self.gpu.as_mut().expect("set above");
         gpu.run(frame, out)
     }
 }

@@ -272,7 +272,7 @@ pub fn run_trial(
     let mut base = SimBase::new(s.calib.clone(), world, seed, START);
     let mut judge = Judge::new(world);
     let mut protocol = BoardProtocol::default();
-    for cmd in open_sequence('6') {
+    for cmd in open_sequence(crate::drive::slcan::DEFAULT_BITRATE_CODE) {
         protocol.command(cmd.as_bytes());
     }
     let mut renderer = match driver {

@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 // `writeln!` to a locked stdout and `let _ =` throughout: output to a closed
 // pipe is dropped, the batch goes on.
 
-use crate::{BadInput, SimCommand, SimTrialsArgs};
+use super::BadInput;
+use crate::{SimCommand, SimTrialsArgs};
 use mvla::sim::lockstep::TrialRecord;
 use mvla::sim::trials::{self, TrialsError, TrialsOptions};
 use mvla::sim::world::Catalogue;
