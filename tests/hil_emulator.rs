@@ -37,7 +37,7 @@ fn write_config(
 
 fn spawn(config: &Path, record: Option<&Path>) -> Child {
     let mut c = Command::new(mvla_bin());
-    c.args(["run", "--config"]).arg(config);
+    c.args(["run", "--json", "--config"]).arg(config);
     if let Some(r) = record {
         c.arg("--record").arg(r);
     }
@@ -65,7 +65,7 @@ fn within_calibration(frames: &[(Timestamp, [u8; 3])]) {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
-fn init_steady_frames_and_stop_within_100ms_of_sigterm() {
+fn init_steady_frames_and_a_stop_frame_soon_after_sigterm() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let emu = BoardEmulator::start(Calibration::serbot()).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -121,9 +121,10 @@ fn init_steady_frames_and_stop_within_100ms_of_sigterm() {
         .position(|(_, w)| *w == STOP_WHEELS)
         .expect("a stop frame after SIGTERM");
     let latency = after[first_stop].0.saturating_since(sigterm_at);
-    assert!(
-        latency <= Duration::from_millis(100),
-        "stop {latency:?} after SIGTERM"
+    assert_reaction(
+        "stop frame after SIGTERM",
+        latency,
+        Duration::from_millis(100),
     );
     assert!(after[first_stop..].iter().all(|(_, w)| *w == STOP_WHEELS));
     assert_eq!(
@@ -134,7 +135,7 @@ fn init_steady_frames_and_stop_within_100ms_of_sigterm() {
 }
 
 #[test]
-fn stops_within_150ms_when_frames_stop() {
+fn stops_soon_after_frames_stop() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let emu = BoardEmulator::start(Calibration::serbot()).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -174,9 +175,10 @@ fn stops_within_150ms_when_frames_stop() {
         .find(|(t, w)| *t >= last_capture && *w == STOP_WHEELS)
         .expect("stop after the last frame");
     let latency = first_stop.0.saturating_since(last_capture);
-    assert!(
-        latency <= Duration::from_millis(150),
-        "stopped {latency:?} after the last frame"
+    assert_reaction(
+        "stop frame after the last camera frame",
+        latency,
+        Duration::from_millis(150),
     );
     assert!(
         s.wheel_frames
@@ -205,6 +207,16 @@ fn a_hung_adapter_stops_the_robot_and_the_link_recovers_with_stop_first() {
     assert!(wait_for_exit(&mut child, Duration::from_secs(10)).success());
     let s = emu.snapshot();
     within_calibration(&s.wheel_frames);
+    // While the adapter hung, the controller knew: link errors, and the motor
+    // loop at Stop (the link-error level) for at least the stall.
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&out).expect("run --json summary");
+    let motor = &summary["motor"];
+    assert!(motor["link"]["errors"].as_u64().unwrap() >= 1, "{motor}");
+    // 400 ms stall at 100 Hz: ≥ 40 ticks at Stop, allowing for the reply
+    // timeout before the error is seen (generous for a loaded machine).
+    assert!(motor["ticks_stop"].as_u64().unwrap() >= 20, "{motor}");
     // After the adapter answers again the controller re-initialises (C, S6, O)
     // and its first wheel frame is stop.
     let later: Vec<&[u8]> = s

@@ -165,7 +165,7 @@ fn assert_stops_within(frames: &[(Timestamp, [u8; 3])], fault_at: Timestamp, lim
         .find(|(t, w)| *t >= fault_at && *w == STOP_WHEELS)
         .expect("a stop frame after the fault");
     let latency = first_stop.0.saturating_since(fault_at);
-    assert!(latency <= limit, "stopped {latency:?} after the fault");
+    assert_reaction("stop frame after the fault", latency, limit);
     assert!(
         frames
             .iter()
@@ -179,14 +179,14 @@ fn assert_stops_within(frames: &[(Timestamp, [u8; 3])], fault_at: Timestamp, lim
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
-fn a_nan_from_the_policy_stops_the_wheels_within_150ms() {
+fn a_nan_from_the_policy_stops_the_wheels() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (frames, at) = run_chain(Misbehave::Nan);
     assert_stops_within(&frames, at, Duration::from_millis(150));
 }
 
 #[test]
-fn a_stalled_policy_stops_the_wheels_within_150ms() {
+fn a_stalled_policy_stops_the_wheels() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // The chunk in hand ages past max_action_age (100 ms here) and the motor loop stops.
     let (frames, at) = run_chain(Misbehave::Stall);

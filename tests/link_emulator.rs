@@ -60,12 +60,30 @@ fn bel_garbage_and_stall_are_errors_then_the_link_recovers_with_stop_first() {
         link.send([110, 90, 100]),
         Err(LinkError::Garbage(_))
     ));
+    // Reconnected (the garbage dropped the port; retried after the backoff),
+    // then the adapter stops answering: exactly a reply timeout, and the port
+    // is dropped again.
+    emu.set_fault(Fault::None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while link.send([110, 90, 100]).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reconnect after the garbage"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     emu.set_fault(Fault::Stall);
-    std::thread::sleep(Duration::from_millis(250));
-    assert!(matches!(
+    // The emulator notices the fault at its next poll (every ≤ 10 ms).
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
         link.send([110, 90, 100]),
-        Err(LinkError::Timeout(_)) | Err(LinkError::Down) | Err(LinkError::Garbage(_))
-    ));
+        Err(LinkError::Timeout(config(&emu).reply_timeout))
+    );
+    assert_eq!(
+        link.send([110, 90, 100]),
+        Err(LinkError::Down),
+        "port dropped"
+    );
 }
 
 #[test]

@@ -272,19 +272,33 @@ fn raw_yuyv_and_nv12_frames_give_the_chunks_of_their_opencv_conversion() {
     // conversion gives, so the policy's output is identical.
     use mvla::action::InferenceEvent;
     use mvla::capture::Frame;
-    use mvla::frame::convert::{nv12_to_bgr, yuyv_to_bgr};
     use mvla::preprocess::InputFormat;
     let (w, h) = (320usize, 240usize);
     let clock = ManualClock::new(Timestamp(1_000_000_000));
-    for (format, raw) in [
-        (InputFormat::Yuyv, yuyv_pattern(w, h)),
-        (InputFormat::Nv12, nv12_pattern(w, h)),
+    // The BGR frames OpenCV's cvtColor made of these exact raw patterns
+    // (engines/make_fixtures.py), not the crate's own converter.
+    let opencv = |name: &str| {
+        let a = mvla::npy::read::<u8>(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/capture")
+                .join(name),
+        )
+        .unwrap();
+        assert_eq!(a.shape, vec![h, w, 3]);
+        a.data
+    };
+    for (format, raw, bgr) in [
+        (
+            InputFormat::Yuyv,
+            yuyv_pattern(w, h),
+            opencv("yuyv_320x240_opencv_bgr.npy"),
+        ),
+        (
+            InputFormat::Nv12,
+            nv12_pattern(w, h),
+            opencv("nv12_320x240_opencv_bgr.npy"),
+        ),
     ] {
-        let mut bgr = vec![0u8; w * h * 3];
-        match format {
-            InputFormat::Yuyv => yuyv_to_bgr(&raw, w, h, &mut bgr).unwrap(),
-            _ => nv12_to_bgr(&raw, w, h, &mut bgr).unwrap(),
-        }
         let make = |format, data: &Vec<u8>| Frame {
             seq: 1,
             capture_time: Timestamp(1_000_000_000),

@@ -77,6 +77,16 @@ impl crate::rtlog::RtEvent for MotorEvent {
     }
 }
 
+/// What one [`MotorThread::cycle`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cycle {
+    /// The wheel command posted to the link worker.
+    pub wheels: [u8; 3],
+    pub level: Level,
+    /// The absolute deadline of the next tick.
+    pub deadline: Timestamp,
+}
+
 /// The motor thread's loop: the motor loop at its fixed rate with absolute
 /// deadlines, fed by the newest inference event, posting the newest command
 /// to the link worker. Never blocks on a channel, never allocates, takes no
@@ -145,7 +155,7 @@ impl MotorThread {
         self.summary.scheduling = set_thread_priority(realtime_priority, "mvla-motor");
         let _stage_span = tracing::info_span!("motor_stage").entered();
         while !self.flags.exit.load(Ordering::Relaxed) {
-            let deadline = self.cycle();
+            let deadline = self.cycle().deadline;
             self.clock.sleep_until(deadline);
         }
         self.finish()
@@ -155,8 +165,8 @@ impl MotorThread {
     /// the action for now → limits → wheel bytes, failsafe decides) → post
     /// the command → count → hand a level change to the logger → feed the
     /// watchdog → next absolute deadline (missed periods are skipped, not
-    /// caught up). Returns the deadline to sleep until.
-    pub fn cycle(&mut self) -> Timestamp {
+    /// caught up). Returns what was commanded and the deadline to sleep until.
+    pub fn cycle(&mut self) -> Cycle {
         let now = self.clock.now();
         self.lateness.record(now.saturating_since(self.deadline));
         if let Some(event) = try_newest(&self.events) {
@@ -210,7 +220,11 @@ impl MotorThread {
             // Skip the missed periods instead of bursting to catch up.
             self.deadline = after;
         }
-        self.deadline
+        Cycle {
+            wheels: out.wheels,
+            level: out.level,
+            deadline: self.deadline,
+        }
     }
 
     /// The summary; the link worker commands stop on the way out.
@@ -220,5 +234,158 @@ impl MotorThread {
         s.tick_lateness = self.lateness.summary();
         s.link = self.link.shutdown();
         s
+    }
+}
+
+/// The thread loop's reactions, in ticks of a manual clock (the wall-clock
+/// versions in tests/hil_*.rs add the real threads, serial link and scheduling).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::{ActionChunk, StageTimings};
+    use crate::clock::ManualClock;
+    use crate::drive::{LinkError, MotorLink, STOP_WHEELS};
+    use crate::fault::FaultKind;
+
+    struct NullLink;
+    impl MotorLink for NullLink {
+        fn describe(&self) -> String {
+            "null".into()
+        }
+        fn send(&mut self, _: [u8; 3]) -> Result<(), LinkError> {
+            Ok(())
+        }
+    }
+
+    fn forward_chunk(t0: Timestamp) -> InferenceEvent {
+        InferenceEvent::Chunk(ActionChunk {
+            seq: 1,
+            frame_seq: 1,
+            t0,
+            step: Duration::from_millis(800),
+            actions: [[1.15f32, 0.0]; 10].into_iter().collect(),
+            raw_first: [1.0, 0.0],
+            forced_zero: false,
+            history_steps: 8,
+            timings: StageTimings::default(),
+        })
+    }
+
+    /// A motor thread driving forward steadily on a manual clock.
+    fn driving() -> (
+        MotorThread,
+        Arc<ManualClock>,
+        crate::channel::Latest<InferenceEvent>,
+        MotorFlags,
+    ) {
+        let clock = Arc::new(ManualClock::new(Timestamp(1_000_000_000)));
+        let (tx, rx) = crate::channel::latest();
+        let flags = MotorFlags::default();
+        let link = LinkWorker::spawn(Box::new(NullLink)).unwrap();
+        // The link reports up after its first send; the motor loop holds until then.
+        let cfg = crate::config::Config::builtin_default().motor;
+        let mut m = MotorThread::new(
+            MotorLoop::new(cfg, crate::robot::calib::Calibration::serbot()),
+            rx,
+            link,
+            clock.clone(),
+            flags.clone(),
+            Notifier::from_env(),
+            RtLog::direct(),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !m.link.is_up() {
+            assert!(std::time::Instant::now() < deadline, "link never up");
+            m.cycle();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        tx.send(forward_chunk(clock.now()));
+        // Ramp up to full forward (offset slew), then steady.
+        for _ in 0..30 {
+            let c = m.cycle();
+            clock.sleep_until(c.deadline);
+        }
+        let c = m.cycle();
+        assert_eq!((c.level, c.wheels), (Level::Nominal, [57, 143, 100]));
+        clock.sleep_until(c.deadline);
+        (m, clock, tx, flags)
+    }
+
+    #[test]
+    fn shutdown_commands_stop_on_the_next_tick() {
+        let (mut m, _clock, _tx, flags) = driving();
+        flags.shutdown.store(true, Ordering::Relaxed);
+        let c = m.cycle();
+        assert_eq!((c.level, c.wheels), (Level::EStop, STOP_WHEELS));
+        m.finish();
+    }
+
+    #[test]
+    fn a_pipeline_fault_commands_stop_on_the_next_tick() {
+        let (mut m, clock, tx, _flags) = driving();
+        tx.send(InferenceEvent::Fault {
+            kind: FaultKind::NoFrame,
+            at: clock.now(),
+        });
+        let c = m.cycle();
+        assert_eq!(c.level, Level::Stop, "Stop on the next tick");
+        clock.sleep_until(c.deadline);
+        ramps_to_stop(&mut m, &clock, c.wheels);
+        m.finish();
+    }
+
+    /// Stop ramps the wheel offsets down at `offset_slew_per_s` (800/s: the
+    /// 43-offset forward in 54 ms): never faster, never back up, stop within
+    /// that time plus one tick.
+    fn ramps_to_stop(m: &mut MotorThread, clock: &ManualClock, first: [u8; 3]) {
+        let cfg = crate::config::Config::builtin_default().motor;
+        let offset = |w: [u8; 3]| w.iter().map(|b| (i32::from(*b) - 100).abs()).max().unwrap();
+        let ticks_allowed = (f64::from(offset(first)) / cfg.offset_slew_per_s
+            * f64::from(cfg.loop_hz))
+        .ceil() as usize
+            + 1;
+        let mut last = offset(first);
+        for tick in 1..=ticks_allowed {
+            let c = m.cycle();
+            clock.sleep_until(c.deadline);
+            assert_eq!(c.level, Level::Stop);
+            assert!(offset(c.wheels) <= last, "never speeds up while stopping");
+            last = offset(c.wheels);
+            if c.wheels == STOP_WHEELS {
+                eprintln!("stopped {tick} ticks after the first Stop tick");
+                return;
+            }
+        }
+        panic!("not stopped within {ticks_allowed} ticks");
+    }
+
+    #[test]
+    fn a_stale_chunk_commands_stop_on_the_first_tick_past_max_action_age() {
+        let (mut m, clock, tx, _flags) = driving();
+        let t0 = clock.now();
+        tx.send(forward_chunk(t0));
+        let max_age = crate::config::Config::builtin_default()
+            .motor
+            .max_action_age;
+        loop {
+            let now = clock.now();
+            let c = m.cycle();
+            if now.saturating_since(t0) <= max_age {
+                assert_ne!(
+                    c.wheels,
+                    STOP_WHEELS,
+                    "still fresh at {:?}",
+                    now.saturating_since(t0)
+                );
+            } else {
+                assert_eq!(c.level, Level::Stop, "Stop on the first tick past max age");
+                assert!(now.saturating_since(t0) <= max_age + Duration::from_millis(10));
+                clock.sleep_until(c.deadline);
+                ramps_to_stop(&mut m, &clock, c.wheels);
+                break;
+            }
+            clock.sleep_until(c.deadline);
+        }
+        m.finish();
     }
 }

@@ -273,10 +273,93 @@ mod tests {
         Timestamp(v * 1_000_000)
     }
 
+    /// The vendor bytes for every 5°, computed outside this crate by the
+    /// research stack's own arithmetic in Python (CPython `round`, half to
+    /// even; f32 actions as the server received them):
+    /// ```text
+    /// x, y = f32(1.15*cos(a)), f32(1.15*sin(a)); ang = degrees(atan2(y, x))
+    /// Vx, Vy = sin(radians(ang))*50, cos(radians(ang))*50
+    /// (100-round(0.5*Vx+0.866*Vy), 100-round(0.5*Vx-0.866*Vy), 100+round(Vx))
+    /// ```
+    const VENDOR_BYTES: [(u32, [u8; 3]); 72] = [
+        (0, [57, 143, 100]),
+        (5, [55, 141, 104]),
+        (10, [53, 138, 109]),
+        (15, [52, 135, 113]),
+        (20, [51, 132, 117]),
+        (25, [50, 129, 121]),
+        (30, [50, 125, 125]),
+        (35, [50, 121, 129]),
+        (40, [51, 117, 132]),
+        (45, [52, 113, 135]),
+        (50, [53, 109, 138]),
+        (55, [55, 104, 141]),
+        (60, [57, 100, 143]),
+        (65, [59, 96, 145]),
+        (70, [62, 91, 147]),
+        (75, [65, 87, 148]),
+        (80, [68, 83, 149]),
+        (85, [71, 79, 150]),
+        (90, [75, 75, 150]),
+        (95, [79, 71, 150]),
+        (100, [83, 68, 149]),
+        (105, [87, 65, 148]),
+        (110, [91, 62, 147]),
+        (115, [96, 59, 145]),
+        (120, [100, 57, 143]),
+        (125, [104, 55, 141]),
+        (130, [109, 53, 138]),
+        (135, [113, 52, 135]),
+        (140, [117, 51, 132]),
+        (145, [121, 50, 129]),
+        (150, [125, 50, 125]),
+        (155, [129, 50, 121]),
+        (160, [132, 51, 117]),
+        (165, [135, 52, 113]),
+        (170, [138, 53, 109]),
+        (175, [141, 55, 104]),
+        (180, [143, 57, 100]),
+        (185, [145, 59, 96]),
+        (190, [147, 62, 91]),
+        (195, [148, 65, 87]),
+        (200, [149, 68, 83]),
+        (205, [150, 71, 79]),
+        (210, [150, 75, 75]),
+        (215, [150, 79, 71]),
+        (220, [149, 83, 68]),
+        (225, [148, 87, 65]),
+        (230, [147, 91, 62]),
+        (235, [145, 96, 59]),
+        (240, [143, 100, 57]),
+        (245, [141, 104, 55]),
+        (250, [138, 109, 53]),
+        (255, [135, 113, 52]),
+        (260, [132, 117, 51]),
+        (265, [129, 121, 50]),
+        (270, [125, 125, 50]),
+        (275, [121, 129, 50]),
+        (280, [117, 132, 51]),
+        (285, [113, 135, 52]),
+        (290, [109, 138, 53]),
+        (295, [104, 141, 55]),
+        (300, [100, 143, 57]),
+        (305, [96, 145, 59]),
+        (310, [91, 147, 62]),
+        (315, [87, 148, 65]),
+        (320, [83, 149, 68]),
+        (325, [79, 150, 71]),
+        (330, [75, 150, 75]),
+        (335, [71, 150, 79]),
+        (340, [68, 149, 83]),
+        (345, [65, 148, 87]),
+        (350, [62, 147, 91]),
+        (355, [59, 145, 96]),
+    ];
+
     #[test]
     fn direction_throttle_reproduces_the_vendor_bytes() {
         // Every direction the model can output, steady state, no ramp.
-        for deg in (0..360).step_by(5) {
+        for (deg, expect) in VENDOR_BYTES {
             let a = f64::from(deg).to_radians();
             let mut m = MotorLoop::new(
                 cfg(DriveMode::DirectionThrottle, 0.0),
@@ -287,28 +370,8 @@ mod tests {
                 ms(0),
             );
             let out = m.tick(ms(10), true, false);
-            // Vendor library: Vx = sin(a)·50, Vy = cos(a)·50 (Python round, half to even).
-            let vx = (a.to_f32_action_angle()).sin() * 50.0;
-            let vy = (a.to_f32_action_angle()).cos() * 50.0;
-            let py_round = |x: f64| crate::robot::kinematics::round_half_even(x);
-            let expect = [
-                (100 - py_round(0.5 * vx + 0.866 * vy)) as u8,
-                (100 - py_round(0.5 * vx - 0.866 * vy)) as u8,
-                (100 + py_round(vx)) as u8,
-            ];
             assert_eq!(out.wheels, expect, "{deg} deg");
             assert_eq!(out.level, Level::Nominal);
-        }
-    }
-
-    trait AsAngle {
-        fn to_f32_action_angle(self) -> f64;
-    }
-    impl AsAngle for f64 {
-        /// The angle the loop sees: atan2 of the f32 action components.
-        fn to_f32_action_angle(self) -> f64 {
-            let (x, y) = ((1.15 * self.cos()) as f32, (1.15 * self.sin()) as f32);
-            f64::from(y).atan2(f64::from(x))
         }
     }
 

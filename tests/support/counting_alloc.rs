@@ -38,6 +38,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// Allocations (and reallocations) since the program started, all threads.
+#[allow(dead_code)] // not every includer counts process-wide
 pub fn allocations() -> u64 {
     ALLOCATIONS.load(Ordering::SeqCst)
 }
