@@ -3,6 +3,12 @@
 //! and with a busy thread loading the other core, and allocations per tick.
 //! The loop is the real `MotorLoop` fed a chunk every 800 ms, sleeping with
 //! `clock_nanosleep(TIMER_ABSTIME)`; no real-time priority (as in CI).
+//!
+//! Then the real motor and link threads (`MotorThread`, `LinkWorker`, the
+//! logger) at 100 Hz with every core busy (as when inference saturates the
+//! CPU), once on normal scheduling and once with SCHED_FIFO 60 for both
+//! threads (`realtime_priority = 60`; needs root or RTPRIO, else reported as
+//! refused): tick lateness p50/p99/max from the run summary.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -91,6 +97,103 @@ fn run(hz: u32, seconds: f64, load: bool) {
     );
 }
 
+struct NullLink;
+
+impl mvla::drive::MotorLink for NullLink {
+    fn describe(&self) -> String {
+        "null".into()
+    }
+    fn send(&mut self, _: [u8; 3]) -> Result<(), mvla::drive::LinkError> {
+        Ok(())
+    }
+}
+
+/// The motor thread as `mvla run` starts it, all cores loaded.
+fn threads_under_load(seconds: f64, priority: u8) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let loaders: Vec<_> = (0..cores)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    std::hint::black_box(x);
+                }
+            })
+        })
+        .collect();
+    let logger = mvla::rtlog::Logger::start().unwrap();
+    let link = mvla::drive::LinkWorker::spawn_with(
+        Box::new(NullLink),
+        mvla::drive::LinkOptions {
+            realtime_priority: priority,
+            log: logger.queue(mvla::rtlog::DEFAULT_CAPACITY),
+        },
+    )
+    .unwrap();
+    let (tx, rx) = mvla::channel::latest();
+    let flags = mvla::control::MotorFlags::default();
+    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+    let motor = mvla::control::MotorThread::new(
+        MotorLoop::new(
+            Config::builtin_default().motor,
+            Config::builtin_default().calib,
+        ),
+        rx,
+        link,
+        clock.clone(),
+        flags.clone(),
+        mvla::systemd::Notifier::from_env(),
+        logger.queue(mvla::rtlog::DEFAULT_CAPACITY),
+    );
+    let handle = std::thread::spawn(move || motor.run(priority));
+    let start = std::time::Instant::now();
+    let mut i = 0;
+    while start.elapsed().as_secs_f64() < seconds {
+        tx.send(InferenceEvent::Chunk(ActionChunk {
+            seq: i,
+            frame_seq: i,
+            t0: clock.now(),
+            step: Duration::from_millis(800),
+            actions: [[1.15f32, 0.0]; 10].into_iter().collect(),
+            raw_first: [1.0, 0.0],
+            forced_zero: false,
+            history_steps: 8,
+            timings: StageTimings::default(),
+        }));
+        i += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    flags.shutdown.store(true, Ordering::Relaxed);
+    flags.exit.store(true, Ordering::Relaxed);
+    let s = handle.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for h in loaders {
+        h.join().unwrap();
+    }
+    logger.shutdown();
+    let l = s.tick_lateness;
+    let sched = |x: &mvla::realtime::Scheduling| match &x.refused {
+        Some(why) => format!(
+            "{} (FIFO {} refused: {why})",
+            x.policy, x.requested_priority
+        ),
+        None => format!("{} {}", x.policy, x.priority),
+    };
+    println!(
+        "threads, {cores} cores busy, motor {} / link {}: ticks {}, lateness p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; deadline misses {}",
+        sched(&s.scheduling),
+        sched(&s.link.scheduling),
+        s.ticks,
+        l.p50_ms,
+        l.p99_ms,
+        l.max_ms,
+        s.deadline_misses
+    );
+}
+
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let seconds = if quick { 0.2 } else { 10.0 };
@@ -98,5 +201,8 @@ fn main() {
         for load in [false, true] {
             run(hz, seconds, load);
         }
+    }
+    for priority in [0, 60] {
+        threads_under_load(seconds, priority);
     }
 }
