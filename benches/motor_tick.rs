@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mvla::action::{ActionChunk, InferenceEvent, StageTimings};
+use mvla::action::{ActionChunk, InferenceEvent};
 use mvla::clock::{Clock, MonotonicClock};
 use mvla::config::Config;
 use mvla::control::motor::MotorLoop;
@@ -43,17 +43,13 @@ fn run(hz: u32, seconds: f64, load: bool) {
     let ticks = (seconds * f64::from(hz)) as u64;
     let chunks: Vec<InferenceEvent> = (0..=(seconds / 0.8) as u64 + 1)
         .map(|i| {
-            InferenceEvent::Chunk(ActionChunk {
-                seq: i,
-                frame_seq: i,
-                t0: clock.now().plus(Duration::from_millis(800 * i)),
-                step: Duration::from_millis(800),
-                actions: [[1.15f32, 0.0]; 10].into_iter().collect(),
-                raw_first: [1.0, 0.0],
-                forced_zero: false,
-                history_steps: 8,
-                timings: StageTimings::default(),
-            })
+            InferenceEvent::Chunk(ActionChunk::repeated(
+                i,
+                clock.now().plus(Duration::from_millis(800 * i)),
+                Duration::from_millis(800),
+                [1.15, 0.0],
+                10,
+            ))
         })
         .collect();
     let mut chunks = chunks.into_iter();
@@ -152,17 +148,13 @@ fn threads_under_load(seconds: f64, priority: u8) {
     let start = std::time::Instant::now();
     let mut i = 0;
     while start.elapsed().as_secs_f64() < seconds {
-        tx.send(InferenceEvent::Chunk(ActionChunk {
-            seq: i,
-            frame_seq: i,
-            t0: clock.now(),
-            step: Duration::from_millis(800),
-            actions: [[1.15f32, 0.0]; 10].into_iter().collect(),
-            raw_first: [1.0, 0.0],
-            forced_zero: false,
-            history_steps: 8,
-            timings: StageTimings::default(),
-        }));
+        tx.send(InferenceEvent::Chunk(ActionChunk::repeated(
+            i,
+            clock.now(),
+            Duration::from_millis(800),
+            [1.15, 0.0],
+            10,
+        )));
         i += 1;
         std::thread::sleep(Duration::from_millis(200));
     }

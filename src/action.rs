@@ -42,6 +42,22 @@ pub struct ActionChunk {
 }
 
 impl ActionChunk {
+    /// `len` (≤ [`MAX_CHUNK`]) copies of one action from `t0`, as a policy
+    /// that holds one command emits (tests, benches, scripted drivers).
+    pub fn repeated(seq: u64, t0: Timestamp, step: Duration, action: [f32; 2], len: usize) -> Self {
+        Self {
+            seq,
+            frame_seq: seq,
+            t0,
+            step,
+            actions: std::iter::repeat_n(action, len.min(MAX_CHUNK)).collect(),
+            raw_first: [action[0] / 1.15, action[1] / 1.15],
+            forced_zero: false,
+            history_steps: 8,
+            timings: StageTimings::default(),
+        }
+    }
+
     /// The action for time `now`, with its index; `None` past the chunk's end.
     pub fn action_at(&self, now: Timestamp) -> Option<(usize, [f32; 2])> {
         let age = now.saturating_since(self.t0);

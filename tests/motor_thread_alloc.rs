@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use mvla::action::{ActionChunk, InferenceEvent, StageTimings};
+use mvla::action::{ActionChunk, InferenceEvent};
 use mvla::clock::Timestamp;
 use mvla::config::Config;
 use mvla::control::motor::MotorLoop;
@@ -15,17 +15,13 @@ use mvla::robot::calib::Calibration;
 mod counting_alloc;
 
 fn chunk(t0_ms: u64) -> InferenceEvent {
-    InferenceEvent::Chunk(ActionChunk {
-        seq: t0_ms,
-        frame_seq: t0_ms,
-        t0: Timestamp(t0_ms * 1_000_000),
-        step: Duration::from_millis(800),
-        actions: [[1.15f32, 0.3]; 10].into_iter().collect(),
-        raw_first: [1.0, 0.26],
-        forced_zero: false,
-        history_steps: 8,
-        timings: StageTimings::default(),
-    })
+    InferenceEvent::Chunk(ActionChunk::repeated(
+        t0_ms,
+        Timestamp(t0_ms * 1_000_000),
+        Duration::from_millis(800),
+        [1.15, 0.3],
+        10,
+    ))
 }
 
 struct CountingLink(std::sync::Arc<std::sync::atomic::AtomicU64>);

@@ -242,7 +242,7 @@ impl MotorThread {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::action::{ActionChunk, StageTimings};
+    use crate::action::ActionChunk;
     use crate::clock::ManualClock;
     use crate::drive::{LinkError, MotorLink, STOP_WHEELS};
     use crate::fault::FaultKind;
@@ -258,17 +258,13 @@ mod tests {
     }
 
     fn forward_chunk(t0: Timestamp) -> InferenceEvent {
-        InferenceEvent::Chunk(ActionChunk {
-            seq: 1,
-            frame_seq: 1,
+        InferenceEvent::Chunk(ActionChunk::repeated(
+            1,
             t0,
-            step: Duration::from_millis(800),
-            actions: [[1.15f32, 0.0]; 10].into_iter().collect(),
-            raw_first: [1.0, 0.0],
-            forced_zero: false,
-            history_steps: 8,
-            timings: StageTimings::default(),
-        })
+            Duration::from_millis(800),
+            [1.15, 0.0],
+            10,
+        ))
     }
 
     /// A motor thread driving forward steadily on a manual clock.
