@@ -131,6 +131,9 @@ fn threads_under_load(seconds: f64, priority: u8) {
     .unwrap();
     let (tx, rx) = mvla::channel::latest();
     let flags = mvla::control::MotorFlags::default();
+    flags
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
     let motor = mvla::control::MotorThread::new(
         MotorLoop::new(

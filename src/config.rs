@@ -910,4 +910,22 @@ mod tests {
             assert!(e.to_string().contains(key), "{e}");
         }
     }
+
+    #[test]
+    fn the_link_thread_priority_defaults_to_the_motor_threads_and_is_bounded() {
+        let base = "[model]\ndir = \"m\"\n[capture]\nsource = \"replay\"\n[capture.replay]\nepisodes = [\"e\"]\n[motor]\n";
+        let load =
+            |extra: &str| Config::from_toml(&format!("{base}{extra}"), "t.toml", Path::new("/"));
+        let c = load("realtime_priority = 60\n").unwrap();
+        assert_eq!((c.realtime_priority, c.link_realtime_priority), (60, 60));
+        let c = load("realtime_priority = 60\nlink_realtime_priority = 70\n").unwrap();
+        assert_eq!((c.realtime_priority, c.link_realtime_priority), (60, 70));
+        for bad in [
+            "realtime_priority = 100\n",
+            "link_realtime_priority = 255\n",
+        ] {
+            let e = load(bad).unwrap_err().to_string();
+            assert!(e.contains("priority") && e.contains("0..=99"), "{e}");
+        }
+    }
 }

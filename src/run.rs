@@ -345,6 +345,7 @@ pub fn run(
     // the model loads; any early return below stops it (`MotorSide::drop`).
     let events = crate::channel::latest();
     let flags = MotorFlags::default();
+    let link_status = link.status.clone();
     let motor = MotorSide::spawn(
         MotorThread::new(
             MotorLoop::new(config.motor, config.calib.clone()),
@@ -361,7 +362,17 @@ pub fn run(
     )?;
     // Lock what the motor and link threads use (their stacks, the code, the
     // heap so far) before the model brings its weights: those stay pageable.
+    // Both threads first finish their start-up allocations (the link thread
+    // has tried its first send, so the motor thread has ticked).
     if config.lock_memory {
+        let waited = Instant::now();
+        while link_status.frames_sent.load(Ordering::Relaxed)
+            + link_status.errors.load(Ordering::Relaxed)
+            == 0
+            && waited.elapsed() < Duration::from_secs(1)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         match crate::realtime::lock_current_memory() {
             Ok(()) => tracing::info!(
                 locked_kib = crate::realtime::locked_kib(),
@@ -413,6 +424,7 @@ pub fn run(
         what: "spawning the capture and inference threads".into(),
         source,
     })?;
+    motor.flags.ready.store(true, Ordering::Relaxed);
     notifier.notify("READY=1");
     tracing::info!(source = %source_text, backend = %backend_text, "READY");
 

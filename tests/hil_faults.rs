@@ -99,6 +99,9 @@ fn run_chain(mode: Misbehave) -> (Vec<(Timestamp, [u8; 3])>, Timestamp) {
     ))
     .unwrap();
     let flags = MotorFlags::default();
+    flags
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let settings = InferenceSettings {
         no_frame_timeout: Duration::from_millis(500),
         budget: Duration::from_secs(1),

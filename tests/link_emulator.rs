@@ -73,17 +73,20 @@ fn bel_garbage_and_stall_are_errors_then_the_link_recovers_with_stop_first() {
         std::thread::sleep(Duration::from_millis(20));
     }
     emu.set_fault(Fault::Stall);
-    // The emulator notices the fault at its next poll (every ≤ 10 ms).
-    std::thread::sleep(Duration::from_millis(50));
+    // A hung emulator receives the bytes and never answers.
     assert_eq!(
         link.send([110, 90, 100]),
         Err(LinkError::Timeout(config(&emu).reply_timeout))
     );
-    assert_eq!(
-        link.send([110, 90, 100]),
-        Err(LinkError::Down),
-        "port dropped"
-    );
+    let timed_out = std::time::Instant::now();
+    let next = link.send([110, 90, 100]);
+    // Within the 100 ms reconnect backoff the port stays dropped; a test
+    // thread descheduled past it sees the reconnect attempt fail instead.
+    if timed_out.elapsed() < Duration::from_millis(90) {
+        assert_eq!(next, Err(LinkError::Down), "port dropped");
+    } else {
+        assert!(next.is_err(), "{next:?}");
+    }
 }
 
 #[test]

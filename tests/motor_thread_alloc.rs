@@ -71,6 +71,9 @@ fn the_whole_motor_thread_loop_does_not_allocate() {
     let clock = Arc::new(ManualClock::new(Timestamp(0)));
     let (tx, rx) = mvla::channel::latest();
     let flags = MotorFlags::default();
+    flags
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let cfg = Config::builtin_default().motor;
     let mut motor = MotorThread::new(
         MotorLoop::new(cfg, Calibration::serbot()),
@@ -146,5 +149,8 @@ fn the_whole_motor_thread_loop_does_not_allocate() {
         feeds >= 10,
         "{feeds} watchdog feeds over 31 s of manual time"
     );
-    assert!(sent.load(Ordering::Relaxed) > 100);
+    assert!(
+        sent.load(Ordering::Relaxed) > 10,
+        "the link thread sent frames"
+    );
 }

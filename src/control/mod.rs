@@ -19,7 +19,7 @@ use crate::drive::{LinkSummary, LinkWorker};
 use crate::realtime::{set_thread_priority, Scheduling};
 use crate::rtlog::RtLog;
 use crate::systemd::Notifier;
-use crate::telemetry::{LatencyHistogram, LatencySummary, RateLimit};
+use crate::telemetry::{LatencyHistogram, LatencySummary};
 use failsafe::{Condition, Level};
 use motor::MotorLoop;
 
@@ -53,6 +53,10 @@ pub struct MotorFlags {
     pub shutdown: Arc<AtomicBool>,
     /// Leave the loop (set after `shutdown` has been honoured).
     pub exit: Arc<AtomicBool>,
+    /// Set at READY: the summary counts ticks from here on and the systemd
+    /// watchdog is fed from here on (before it, while the model loads, the
+    /// loop runs and commands stop but is not yet the service's loop).
+    pub ready: Arc<AtomicBool>,
 }
 
 /// A failsafe level change, logged by the logger thread (the motor thread
@@ -76,6 +80,10 @@ impl crate::rtlog::RtEvent for MotorEvent {
         );
     }
 }
+
+/// At most one failsafe level change per this interval is logged; the
+/// others are counted and reported with the next one logged.
+const LEVEL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What one [`MotorThread::cycle`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +111,9 @@ pub struct MotorThread {
     summary: MotorSummary,
     age: LatencyHistogram,
     lateness: LatencyHistogram,
-    level_log: RateLimit,
+    /// When a level change was last logged, and how many since were not.
+    level_logged_at: Option<Timestamp>,
+    level_suppressed: u64,
     watchdog: Option<Duration>,
     last_feed: Timestamp,
     misses_since_feed: u64,
@@ -132,7 +142,8 @@ impl MotorThread {
             },
             age: LatencyHistogram::new(),
             lateness: LatencyHistogram::new(),
-            level_log: RateLimit::new(Duration::from_secs(1)),
+            level_logged_at: None,
+            level_suppressed: 0,
             watchdog: Notifier::watchdog_period(),
             last_feed: now,
             misses_since_feed: 0,
@@ -168,13 +179,54 @@ impl MotorThread {
     /// caught up). Returns what was commanded and the deadline to sleep until.
     pub fn cycle(&mut self) -> Cycle {
         let now = self.clock.now();
-        self.lateness.record(now.saturating_since(self.deadline));
+        let lateness = now.saturating_since(self.deadline);
         if let Some(event) = try_newest(&self.events) {
             self.motor.on_event(event, now);
         }
         let shutdown = self.flags.shutdown.load(Ordering::Relaxed);
         let out = self.motor.tick(now, self.link.is_up(), shutdown);
         self.link.post(out.wheels);
+        if out.level != self.last_level {
+            // At most one logged change per second of the loop's clock.
+            if self
+                .level_logged_at
+                .is_none_or(|t| now.saturating_since(t) >= LEVEL_LOG_INTERVAL)
+            {
+                self.log.push(MotorEvent {
+                    level: out.level,
+                    cause: self.motor.failsafe().worst(),
+                    suppressed: std::mem::take(&mut self.level_suppressed),
+                });
+                self.level_logged_at = Some(now);
+            } else {
+                self.level_suppressed += 1;
+            }
+            self.last_level = out.level;
+        }
+        let ready = self.flags.ready.load(Ordering::Relaxed);
+        if ready {
+            self.count(&out, now, lateness);
+        }
+        // Next absolute deadline; a missed one is skipped (the next tick
+        // starts now) instead of bursting to catch up.
+        self.deadline = self.deadline.plus(self.period);
+        let after = self.clock.now();
+        if after > self.deadline {
+            if ready {
+                self.summary.deadline_misses += 1;
+                self.misses_since_feed += 1;
+            }
+            self.deadline = after;
+        }
+        Cycle {
+            wheels: out.wheels,
+            level: out.level,
+            deadline: self.deadline,
+        }
+    }
+
+    /// The summary's counters and the systemd watchdog (from READY on).
+    fn count(&mut self, out: &motor::TickOutput, now: Timestamp, lateness: Duration) {
         let s = &mut self.summary;
         s.ticks += 1;
         match out.level {
@@ -190,20 +242,12 @@ impl MotorThread {
         if let Some(a) = out.chunk_age {
             self.age.record(a);
         }
-        if out.level != self.last_level {
-            if let Some(suppressed) = self.level_log.allow() {
-                self.log.push(MotorEvent {
-                    level: out.level,
-                    cause: self.motor.failsafe().worst(),
-                    suppressed,
-                });
-            }
-            self.last_level = out.level;
-        }
-        // Feed systemd's watchdog only while the loop keeps its deadlines.
+        self.lateness.record(lateness);
+        // Feed systemd's watchdog only while the loop keeps its deadlines
+        // (at least one feed allowed per period even at very low loop rates).
         if let Some(p) = self.watchdog {
             if now.saturating_since(self.last_feed) >= p {
-                if self.misses_since_feed < u64::from(self.summary.loop_hz) / 2
+                if self.misses_since_feed < (u64::from(self.summary.loop_hz) / 2).max(1)
                     && self.notifier.try_notify("WATCHDOG=1").is_err()
                 {
                     self.summary.watchdog_feed_errors += 1;
@@ -211,19 +255,6 @@ impl MotorThread {
                 self.last_feed = now;
                 self.misses_since_feed = 0;
             }
-        }
-        self.deadline = self.deadline.plus(self.period);
-        let after = self.clock.now();
-        if after > self.deadline {
-            self.summary.deadline_misses += 1;
-            self.misses_since_feed += 1;
-            // Skip the missed periods instead of bursting to catch up.
-            self.deadline = after;
-        }
-        Cycle {
-            wheels: out.wheels,
-            level: out.level,
-            deadline: self.deadline,
         }
     }
 
@@ -277,6 +308,9 @@ mod tests {
         let clock = Arc::new(ManualClock::new(Timestamp(1_000_000_000)));
         let (tx, rx) = crate::channel::latest();
         let flags = MotorFlags::default();
+        flags
+            .ready
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let link = LinkWorker::spawn(Box::new(NullLink)).unwrap();
         // The link reports up after its first send; the motor loop holds until then.
         let cfg = crate::config::Config::builtin_default().motor;
@@ -292,7 +326,8 @@ mod tests {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !m.link.is_up() {
             assert!(std::time::Instant::now() < deadline, "link never up");
-            m.cycle();
+            let c = m.cycle();
+            clock.sleep_until(c.deadline);
             std::thread::sleep(Duration::from_millis(1));
         }
         tx.send(forward_chunk(clock.now()));

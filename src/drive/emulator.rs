@@ -268,6 +268,8 @@ fn run(
                     command: line.clone(),
                 });
                 match s.fault {
+                    // Hung since the bytes were read: received, never answered.
+                    Fault::Stall => b"",
                     Fault::BelReplies => b"\x07",
                     Fault::Garbage => b"?!#\r",
                     _ => {

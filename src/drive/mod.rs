@@ -191,6 +191,9 @@ impl LinkWorker {
                 let mut error_log = crate::telemetry::RateLimit::new(Duration::from_secs(1));
                 let mut was_up = false;
                 loop {
+                    // `stop` before `take`: a command posted before shutdown
+                    // is still sent by this pass, then the loop ends.
+                    let stopping = stop_w.load(Ordering::Acquire);
                     if let Some(wheels) = slot_w.take() {
                         match link.send(wheels) {
                             Ok(()) => {
@@ -214,7 +217,7 @@ impl LinkWorker {
                                 }
                             }
                         }
-                    } else if stop_w.load(Ordering::Acquire) {
+                    } else if stopping {
                         break;
                     } else {
                         // A post between `take` and here leaves the unpark
