@@ -31,6 +31,31 @@ pub trait Clock: Send + Sync {
     fn sleep_until(&self, deadline: Timestamp);
 }
 
+/// Sleep until `deadline` or until `stop` is set, whichever comes first,
+/// looking at `stop` every [`STOP_POLL`]; `false` when stopped early. For
+/// waits whose length comes from input (a replay interval), so shutdown is
+/// never held up by them.
+pub fn sleep_until_or_stop(
+    clock: &dyn Clock,
+    deadline: Timestamp,
+    stop: &std::sync::atomic::AtomicBool,
+) -> bool {
+    loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
+        let now = clock.now();
+        if now >= deadline {
+            return true;
+        }
+        clock.sleep_until(deadline.min(now.plus(STOP_POLL)));
+    }
+}
+
+/// How often an interruptible sleep looks at its stop flag: a fifth of the
+/// 200 ms shutdown budget.
+pub const STOP_POLL: Duration = Duration::from_millis(20);
+
 /// The system monotonic clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MonotonicClock;

@@ -238,6 +238,7 @@ pub fn capture_loop(
     stop: Arc<AtomicBool>,
 ) {
     let _stage_span = tracing::info_span!("capture_stage", source = %source.describe()).entered();
+    source.set_stop(stop.clone());
     let mut limit = RateLimit::new(Duration::from_secs(1));
     let mut spare: Option<Frame> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -256,6 +257,7 @@ pub fn capture_loop(
                     }
                 }
             }
+            Err(_) if stop.load(Ordering::Relaxed) => break, // shutting down
             Err(e) => {
                 counters.capture_errors.fetch_add(1, Ordering::Relaxed);
                 let kind = e.fault();
@@ -415,8 +417,20 @@ pub fn inference_loop(
             counters.events_replaced.fetch_add(1, Ordering::Relaxed);
         }
     };
+    // Waits are sliced (STOP_POLL) so a stop is seen within 20 ms whatever
+    // `no_frame_timeout` is; the no-frame fault still fires after that long
+    // without any message from the capture thread.
+    let poll = crate::clock::STOP_POLL.min(settings.no_frame_timeout);
+    let mut quiet_since = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        match frames.recv_timeout(settings.no_frame_timeout) {
+        let msg = frames.recv_timeout(poll);
+        match &msg {
+            Err(RecvTimeoutError::Timeout) if quiet_since.elapsed() < settings.no_frame_timeout => {
+                continue
+            }
+            _ => quiet_since = std::time::Instant::now(),
+        }
+        match msg {
             Ok(CaptureMsg::Frame(frame)) => {
                 let picked_up = clock.now();
                 let processed = stage.process(&frame, picked_up, clock.as_ref());

@@ -192,3 +192,50 @@ fn a_missing_model_is_a_bad_input_exit() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/model/model.json"));
 }
+
+/// Regression: an episode with no frames printed rmse 0.0000 and exit 0.
+fn write_empty_episode(path: &std::path::Path) {
+    let f = hdf5::File::create(path).unwrap();
+    f.new_dataset::<u8>()
+        .shape([0, 48, 64, 3])
+        .create("images")
+        .unwrap();
+    f.new_dataset::<f32>()
+        .shape([0, 3])
+        .create("actions")
+        .unwrap();
+    f.new_dataset::<hdf5::types::VarLenUnicode>()
+        .shape([0])
+        .create("action_event_types")
+        .unwrap();
+}
+
+#[test]
+fn an_episode_without_frames_is_skipped_not_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("episode_20250105_000000_empty.h5");
+    write_empty_episode(&empty);
+    // Alone: nothing to evaluate is a bad input (exit 2) naming the file.
+    let out = run_eval(&[empty.as_os_str()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nothing to evaluate") && err.contains("empty.h5"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no table of zeros");
+    // With a real episode: skipped by name, the real one scored, exit 3.
+    std::fs::copy(
+        episodes_dir().join(format!("{FLAT_EPISODE}.h5")),
+        dir.path().join(format!("{FLAT_EPISODE}.h5")),
+    )
+    .unwrap();
+    let out = run_eval(&["--json".as_ref(), dir.path().as_os_str()]);
+    assert_eq!(out.status.code(), Some(3));
+    let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ours["episodes"].as_array().unwrap().len(), 1);
+    let skipped = ours["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0]["path"].as_str().unwrap().ends_with("empty.h5"));
+    assert!(skipped[0]["error"].as_str().unwrap().contains("no frame"));
+}

@@ -191,3 +191,40 @@ fn chunks_longer_than_the_runtime_carries_are_refused_at_load() {
     let msg = ModelMeta::load(dir.path()).unwrap_err().to_string();
     assert!(msg.contains("chunk") && msg.contains("at most 16"), "{msg}");
 }
+
+/// Regression: a model.json whose `chunk` or `feature_dim` disagrees with its
+/// graphs loaded fine and then faulted every inference (exit 0 for `run`).
+#[test]
+fn a_model_json_that_disagrees_with_its_graphs_is_refused_at_load() {
+    for (key, value, says) in [
+        ("chunk", serde_json::json!(4), "chunk × action_dim = 8"),
+        (
+            "feature_dim",
+            serde_json::json!(31),
+            "backbone.feature_dim = 31",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = fixtures().join("tiny_model");
+        for e in std::fs::read_dir(&src).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+            }
+        }
+        let path = dir.path().join("model.json");
+        let mut meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        if key == "chunk" {
+            meta["chunk"] = value;
+        } else {
+            meta["backbone"]["feature_dim"] = value;
+        }
+        std::fs::write(&path, meta.to_string()).unwrap();
+        let err = match mvla::policy::tract::TractPolicy::load(dir.path()) {
+            Ok(_) => panic!("{key}: loaded a model.json that disagrees with its graphs"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(says), "{key}: {err}");
+    }
+}

@@ -247,3 +247,37 @@ fn replay_of_missing_or_non_hdf5_episodes_is_refused_before_anything_moves() {
         );
     }
 }
+
+/// Regression: shutdown waited for the replay source's sleep, so a long
+/// `interval_ms` made SIGTERM (and `--duration-s`) never finish.
+#[test]
+fn sigterm_ends_a_long_replay_interval_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("slow.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\ndir = {:?}\n[capture]\nsource = \"replay\"\n[capture.replay]\nepisodes = [{:?}]\ninterval_ms = 3600000\n",
+            fixtures().join("tiny_model"),
+            episodes_dir()
+        ),
+    )
+    .unwrap();
+    let mut child = mvla()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first frame is taken at once; the second is due in an hour.
+    std::thread::sleep(Duration::from_millis(2500));
+    let sent = std::time::Instant::now();
+    signal(&child, libc::SIGTERM);
+    let status = wait_for_exit(&mut child, Duration::from_secs(20));
+    let took = sent.elapsed();
+    assert!(status.success(), "{status:?}");
+    // Design: 200 ms (the capture thread looks at its stop flag every 20 ms,
+    // the motor side sends stop ticks for 30 ms); slack for a loaded machine.
+    assert_reaction("exit after SIGTERM", took, Duration::from_millis(200));
+}

@@ -50,4 +50,8 @@ pub trait FrameSource: Send {
     fn pending_rotation(&self) -> Rotation;
     /// Block until the next frame (or an error) and write it into `frame`.
     fn next_frame(&mut self, frame: &mut Frame) -> Result<(), CaptureError>;
+    /// The capture thread's stop flag, handed over before the first frame:
+    /// a source whose waits come from input (replay pacing) ends them when
+    /// it is set, returning [`CaptureError::Ended`].
+    fn set_stop(&mut self, _stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {}
 }

@@ -33,6 +33,7 @@ pub struct ReplaySource {
     current: Option<Episode>,
     next_due: Option<Timestamp>,
     seq: u64,
+    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ReplaySource {
@@ -77,6 +78,7 @@ impl ReplaySource {
             current: None,
             next_due: None,
             seq: 0,
+            stop: Arc::default(),
         })
     }
 
@@ -122,6 +124,10 @@ impl FrameSource for ReplaySource {
         Rotation::None
     }
 
+    fn set_stop(&mut self, stop: Arc<std::sync::atomic::AtomicBool>) {
+        self.stop = stop;
+    }
+
     fn next_frame(&mut self, frame: &mut Frame) -> Result<(), CaptureError> {
         if self.episode_index >= self.paths.len() {
             return Err(CaptureError::Ended);
@@ -143,7 +149,9 @@ impl FrameSource for ReplaySource {
         let t = match self.pacing {
             Pacing::Interval(d) => {
                 let due = self.next_due.unwrap_or_else(|| self.clock.now());
-                self.clock.sleep_until(due);
+                if !crate::clock::sleep_until_or_stop(&*self.clock, due, &self.stop) {
+                    return Err(CaptureError::Ended);
+                }
                 // Behind schedule (slow reader): the frame is "captured" now, not
                 // at the missed slot, and the schedule restarts from here.
                 let t = self.clock.now().max(due);

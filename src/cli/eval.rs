@@ -84,6 +84,22 @@ pub fn run(model: &Path, inputs: &[PathBuf], json: bool) -> Result<u8> {
         }
     }
     bar.finish_and_clear();
+    // An episode with no frame evaluated has no metrics: reporting it as
+    // rmse 0.0000 would be a false success. It is skipped, by name.
+    let (evaluated, empty): (Vec<_>, Vec<_>) =
+        episodes.into_iter().partition(|r| r.steps_evaluated > 0);
+    let episodes = evaluated;
+    skipped.extend(empty.into_iter().map(|r| Skipped {
+        path: r.path.clone(),
+        error: format!("{}: no frame to evaluate ({} frames)", r.path, r.frames),
+    }));
+    if episodes.is_empty() {
+        let reasons: Vec<String> = skipped.iter().map(|s| s.error.clone()).collect();
+        bail!(BadInput(format!(
+            "nothing to evaluate: {}",
+            reasons.join("; ")
+        )));
+    }
 
     let overall = EvalTotals::of(&episodes);
     if json {

@@ -34,6 +34,35 @@ fn load_err(path: &std::path::Path, what: &'static str, e: impl std::fmt::Displa
     }
 }
 
+/// The graph's first output must hold exactly `expected` values (its
+/// concrete shape once the input facts are set; batch 1).
+fn check_output(
+    model: &TypedModel,
+    path: &std::path::Path,
+    what: &'static str,
+    key: &str,
+    expected: usize,
+) -> Result<(), PolicyError> {
+    let fact = model.output_fact(0).map_err(|e| load_err(path, what, e))?;
+    let Some(shape) = fact.shape.as_concrete() else {
+        return Err(load_err(
+            path,
+            what,
+            format!("shape {:?} is not concrete", fact.shape),
+        ));
+    };
+    // One frame per call (batch 1): the output buffer holds exactly this many values.
+    let per_frame: usize = shape.iter().product();
+    if per_frame != expected {
+        return Err(load_err(
+            path,
+            what,
+            format!("the graph gives {per_frame} values per frame (shape {shape:?}) but model.json says {key} = {expected}"),
+        ));
+    }
+    Ok(())
+}
+
 fn backend_err(stage: &'static str, e: impl std::fmt::Display) -> PolicyError {
     PolicyError::Backend {
         stage,
@@ -94,6 +123,15 @@ impl TractPolicy {
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| load_err(path, "backbone graph", e))?;
+        // model.json must describe the graphs it ships with: a feature width
+        // or chunk that disagrees would fault every inference at run time.
+        check_output(
+            backbone.model(),
+            path,
+            "backbone output",
+            "backbone.feature_dim",
+            meta.feature_dim(),
+        )?;
 
         let path = &meta.head_path;
         let head_model = onnx
@@ -108,6 +146,13 @@ impl TractPolicy {
                 .and_then(|m| m.into_optimized())
                 .and_then(|m| m.into_runnable())
                 .map_err(|e| load_err(path, "head graph", format!("window length {k}: {e:#}")))?;
+            check_output(
+                plan.model(),
+                path,
+                "head output",
+                "chunk × action_dim",
+                raw.chunk * raw.action_dim,
+            )?;
             heads.push(plan);
         }
 
