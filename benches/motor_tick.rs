@@ -23,18 +23,20 @@ use mvla::telemetry::LatencyHistogram;
 #[path = "../tests/support/counting_alloc.rs"]
 mod counting_alloc;
 
+/// A thread that keeps one core busy until `stop`.
+fn busy_thread(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut x = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            std::hint::black_box(x);
+        }
+    })
+}
+
 fn run(hz: u32, seconds: f64, load: bool) {
     let stop = Arc::new(AtomicBool::new(false));
-    let loader = load.then(|| {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut x = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                std::hint::black_box(x);
-            }
-        })
-    });
+    let loader = load.then(|| busy_thread(stop.clone()));
     let mut cfg = Config::builtin_default().motor;
     cfg.loop_hz = hz;
     let mut m = MotorLoop::new(cfg, Config::builtin_default().calib);
@@ -108,18 +110,7 @@ impl mvla::drive::MotorLink for NullLink {
 fn threads_under_load(seconds: f64, priority: u8) {
     let stop = Arc::new(AtomicBool::new(false));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let loaders: Vec<_> = (0..cores)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut x = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    std::hint::black_box(x);
-                }
-            })
-        })
-        .collect();
+    let loaders: Vec<_> = (0..cores).map(|_| busy_thread(stop.clone())).collect();
     let logger = mvla::rtlog::Logger::start().unwrap();
     let link = mvla::drive::LinkWorker::spawn_with(
         Box::new(NullLink),
