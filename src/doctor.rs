@@ -598,23 +598,13 @@ fn check_disk(config: &Config, report_dir: Option<&Path>, min_free_gib: f64) -> 
 /// SCHED_FIFO at `priority` on a short-lived thread (the caller keeps its own
 /// scheduling).
 fn try_sched_fifo(priority: u8) -> std::io::Result<()> {
-    std::thread::spawn(move || {
-        let param = libc::sched_param {
-            sched_priority: i32::from(priority),
-        };
-        // SAFETY: plain syscall on the calling thread with a valid param.
-        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    })
-    .join()
-    .unwrap_or_else(|_| Err(std::io::Error::other("probe thread panicked")))
+    std::thread::spawn(move || crate::realtime::try_sched_fifo(priority))
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("probe thread panicked")))
 }
 
-/// `mlock` of a 1 MiB buffer (a probe: the service mlockall()s everything).
+/// `mlock` of a 1 MiB buffer (a probe: the service locks everything it has
+/// mapped before the model loads, `realtime::lock_current_memory`).
 fn try_mlock() -> std::io::Result<()> {
     let buf = vec![0u8; 1 << 20];
     // SAFETY: locks pages of a live buffer we own.

@@ -23,13 +23,7 @@ pub struct Scheduling {
 pub fn set_thread_priority(priority: u8, thread: &str) -> Scheduling {
     let mut refused = None;
     if priority > 0 {
-        let param = libc::sched_param {
-            sched_priority: i32::from(priority),
-        };
-        // SAFETY: pid 0 = the calling thread; `param` outlives the call.
-        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
+        if let Err(e) = try_sched_fifo(priority) {
             tracing::error!(
                 thread,
                 priority,
@@ -44,6 +38,20 @@ pub fn set_thread_priority(priority: u8, thread: &str) -> Scheduling {
         policy,
         priority: priority_now,
         refused,
+    }
+}
+
+/// The bare request: the calling thread to SCHED_FIFO at `priority` (also
+/// `mvla doctor`'s probe, on a short-lived thread).
+pub fn try_sched_fifo(priority: u8) -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: i32::from(priority),
+    };
+    // SAFETY: pid 0 = the calling thread; `param` outlives the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

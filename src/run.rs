@@ -593,21 +593,23 @@ impl MotorSide {
     /// A few more stop ticks, then leave the loop; the link worker commands
     /// stop once more and exits.
     fn finish(mut self) -> Result<MotorSummary, RunError> {
+        self.stop_and_join()
+            .ok_or(RunError::Panic("motor"))?
+            .map_err(|_| RunError::Panic("motor"))
+    }
+
+    /// The one stop sequence, for `finish` and for an early return (drop).
+    fn stop_and_join(&mut self) -> Option<std::thread::Result<MotorSummary>> {
+        let h = self.handle.take()?;
         self.estop();
         std::thread::sleep(self.period * 3);
         self.flags.exit.store(true, Ordering::Relaxed);
-        let h = self.handle.take().ok_or(RunError::Panic("motor"))?;
-        h.join().map_err(|_| RunError::Panic("motor"))
+        Some(h.join())
     }
 }
 
 impl Drop for MotorSide {
     fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.estop();
-            std::thread::sleep(self.period * 3);
-            self.flags.exit.store(true, Ordering::Relaxed);
-            let _ = h.join();
-        }
+        let _ = self.stop_and_join();
     }
 }
