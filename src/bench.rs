@@ -178,9 +178,11 @@ pub fn bench_chain(
         let t0 = Instant::now();
         chain
             .preprocess(&frame)
-            .map_err(|e| format!("preprocess: {e}"))?;
+            .map_err(|e| format!("preprocess: {e}", e = crate::error::Report(&e)))?;
         let t1 = Instant::now();
-        chain.infer(&frame).map_err(|e| format!("policy: {e}"))?;
+        chain
+            .infer(&frame)
+            .map_err(|e| format!("policy: {e}", e = crate::error::Report(&e)))?;
         let t2 = Instant::now();
         if i >= warmup {
             t_pre.push(t1 - t0);

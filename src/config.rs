@@ -18,19 +18,32 @@ pub const DEFAULT_CONFIG: &str = include_str!("default_config.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         path: String,
+        #[source]
         source: std::io::Error,
     },
     /// toml's message carries the line, column and key.
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
+    #[error("{path}: not a valid config")]
+    Parse {
+        path: String,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
     #[error("{path}: key `{key}`: {message}")]
     Invalid {
         path: String,
         key: &'static str,
         message: String,
+    },
+    /// A file the key names (calibration, scenarios) is wrong.
+    #[error("{path}: key `{key}`")]
+    File {
+        path: String,
+        key: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -408,8 +421,14 @@ impl Config {
     pub fn from_toml(text: &str, source: &str, base: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: source.to_string(),
-            message: e.to_string(),
+            source: Box::new(e),
         })?;
+        let file_err =
+            |key: &'static str, e: Box<dyn std::error::Error + Send + Sync>| ConfigError::File {
+                path: source.to_string(),
+                key,
+                source: e,
+            };
         let invalid = |key: &'static str, message: String| ConfigError::Invalid {
             path: source.to_string(),
             key,
@@ -514,7 +533,7 @@ impl Config {
                 })?;
                 let files: Vec<PathBuf> = v.scenario_files.iter().map(|p| resolve(p)).collect();
                 let catalogue = crate::sim::world::Catalogue::with_files(&files)
-                    .map_err(|e| invalid("capture.sim.scenario_files", e.to_string()))?;
+                    .map_err(|e| file_err("capture.sim.scenario_files", Box::new(e)))?;
                 if !catalogue.names().contains(&v.scenario) {
                     return Err(invalid(
                         "capture.sim.scenario",
@@ -675,7 +694,7 @@ impl Config {
         let calib = match &m.calib {
             None => crate::robot::calib::Calibration::serbot(),
             Some(p) => crate::robot::calib::Calibration::load(&resolve(p))
-                .map_err(|e| invalid("motor.calib", e.to_string()))?,
+                .map_err(|e| file_err("motor.calib", Box::new(e)))?,
         };
         let motor = crate::control::motor::MotorConfig {
             loop_hz: m.loop_hz,
@@ -855,9 +874,9 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors_with_line_and_key() {
         let text = "[model]\ndir = \"m\"\n[capture]\nsource = \"replay\"\nfoo_ms = 3\n";
-        let err = Config::from_toml(text, "robot.toml", Path::new(""))
-            .unwrap_err()
-            .to_string();
+        let err = crate::error::report(
+            &Config::from_toml(text, "robot.toml", Path::new("")).unwrap_err(),
+        );
         assert!(err.starts_with("robot.toml:"), "{err}");
         assert!(err.contains("foo_ms") && err.contains("line 5"), "{err}");
     }

@@ -511,7 +511,7 @@ fn check_systemd(config: &Config, config_path: Option<&Path>) -> Check {
     }
     let root = user.is_empty() || user == "root";
     let has_cap = |cap: &str| caps.split_whitespace().any(|c| c == cap);
-    let priority = config.realtime_priority;
+    let priority = config.realtime_priority.max(config.link_realtime_priority);
     if priority > 0
         && !root
         && !has_cap("cap_sys_nice")
@@ -639,8 +639,10 @@ fn check_realtime(config: &Config) -> Check {
         None => "unknown".to_string(),
     };
     let (rtprio, memlock) = (limit(libc::RLIMIT_RTPRIO), limit(libc::RLIMIT_MEMLOCK));
-    let priority = config.realtime_priority;
-    // Priority 1 (the lowest) when the config asks for none.
+    // The motor and link threads may ask for different priorities: probe the
+    // higher one (RLIMIT_RTPRIO caps from the top); 1 (the lowest) when the
+    // config asks for none.
+    let priority = config.realtime_priority.max(config.link_realtime_priority);
     let probe_priority = priority.max(1);
     let fifo = try_sched_fifo(probe_priority);
     let mlock = try_mlock();
@@ -655,7 +657,9 @@ fn check_realtime(config: &Config) -> Check {
     let fifo_text = format!("SCHED_FIFO {probe_priority} {}", outcome(&fifo));
     let mlock_text = format!("mlock {}", outcome(&mlock));
     if priority == 0 {
-        notes.push(format!("realtime_priority = 0 (not used): {fifo_text}"));
+        notes.push(format!(
+            "realtime_priority = link_realtime_priority = 0 (not used): {fifo_text}"
+        ));
     } else if fifo.is_err() {
         let hint = if euid == 0 {
             "refused even to root: the kernel or this cgroup allows no real-time time (cpu.rt_runtime_us)"
@@ -679,7 +683,8 @@ fn check_realtime(config: &Config) -> Check {
     } else {
         notes.push(mlock_text);
     }
-    let figures = json!({ "realtime_priority": priority, "lock_memory": config.lock_memory,
+    let figures = json!({ "realtime_priority": config.realtime_priority,
+        "link_realtime_priority": config.link_realtime_priority, "lock_memory": config.lock_memory,
         "sched_fifo_probe_priority": probe_priority, "sched_fifo_ok": fifo.is_ok(),
         "mlock_ok": mlock.is_ok(), "rlimit_rtprio": show(rtprio),
         "rlimit_memlock_bytes": show(memlock),
@@ -729,7 +734,8 @@ fn check_camera(config: &Config, frames: usize, service_running: bool) -> (Check
         Ok(s) => s,
         Err(e) => {
             return (
-                Check::new(NAME, Status::Fail, e.to_string()).with(json!({ "offers": offers })),
+                Check::new(NAME, Status::Fail, crate::error::report(&e))
+                    .with(json!({ "offers": offers })),
                 Vec::new(),
             )
         }
@@ -744,8 +750,12 @@ fn check_camera(config: &Config, frames: usize, service_running: bool) -> (Check
     for i in 0..n {
         if let Err(e) = source.next_frame(&mut frame) {
             return (
-                Check::new(NAME, Status::Fail, format!("{describe}: frame {i}: {e}"))
-                    .with(json!({ "offers": offers })),
+                Check::new(
+                    NAME,
+                    Status::Fail,
+                    format!("{describe}: frame {i}: {e}", e = crate::error::Report(&e)),
+                )
+                .with(json!({ "offers": offers })),
                 kept,
             );
         }
@@ -813,7 +823,10 @@ fn check_cuda() -> (Check, Option<cuda::GpuInfo>) {
                 Some(info),
             )
         }
-        Err(e) => (Check::new(NAME, Status::Skip, e.to_string()), None),
+        Err(e) => (
+            Check::new(NAME, Status::Skip, crate::error::report(&e)),
+            None,
+        ),
     }
 }
 
@@ -821,7 +834,12 @@ fn check_nvrtc(gpu: Option<&cuda::GpuInfo>) -> (Check, Option<String>) {
     const NAME: &str = "nvrtc";
     let version = match cuda::nvrtc_version() {
         Ok(v) => v,
-        Err(e) => return (Check::new(NAME, Status::Skip, e.to_string()), None),
+        Err(e) => {
+            return (
+                Check::new(NAME, Status::Skip, crate::error::report(&e)),
+                None,
+            )
+        }
     };
     // The robot's architecture when no GPU is present (Orin: sm_87).
     // `compile` keeps the architecture for the process lifetime (&'static);
@@ -845,7 +863,7 @@ fn check_nvrtc(gpu: Option<&cuda::GpuInfo>) -> (Check, Option<String>) {
                     problems.push(format!("{}: {}", k.file, v.join("; ")));
                 }
             }
-            Err(e) => problems.push(e.to_string()),
+            Err(e) => problems.push(crate::error::report(&e)),
         }
     }
     let figures = json!({ "nvrtc_version": version, "arch": arch });
@@ -893,7 +911,13 @@ fn check_kernels(config: &Config, gpu: Option<&cuda::GpuInfo>, live: &[Frame]) -
     }
     let meta = match crate::policy::ModelMeta::load(&config.model_dir) {
         Ok(m) => m,
-        Err(e) => return Check::new(NAME, Status::Fail, format!("model: {e}")),
+        Err(e) => {
+            return Check::new(
+                NAME,
+                Status::Fail,
+                format!("model: {e}", e = crate::error::Report(&e)),
+            )
+        }
     };
     let rotation = frame_rotation(config, &meta);
     let spec = meta.preprocess_spec(rotation);
@@ -929,12 +953,16 @@ fn check_kernels(config: &Config, gpu: Option<&cuda::GpuInfo>, live: &[Frame]) -
         let packed = match f.packed(&mut scratch) {
             Ok(p) => p,
             Err(e) => {
-                problems.push(format!("frame {}: {e}", f.seq));
+                problems.push(format!(
+                    "frame {}: {e}",
+                    f.seq,
+                    e = crate::error::Report(&e)
+                ));
                 continue;
             }
         };
         if let Err(e) = CpuPreprocessor::new(spec).run(packed, &mut want) {
-            problems.push(format!("CPU twin: {e}"));
+            problems.push(format!("CPU twin: {e}", e = crate::error::Report(&e)));
             continue;
         }
         let cache = config.ptx_cache_dir.as_deref();
@@ -948,7 +976,11 @@ fn check_kernels(config: &Config, gpu: Option<&cuda::GpuInfo>, live: &[Frame]) -
                 fp32_max = fp32_max.max(max);
                 fp32_differ += n;
             }
-            Err(e) => problems.push(format!("{:?} fp32: {e}", f.format)),
+            Err(e) => problems.push(format!(
+                "{:?} fp32: {e}",
+                f.format,
+                e = crate::error::Report(&e)
+            )),
         }
         // fp16: the correctly rounded CPU twin value.
         let mut bits = vec![0u16; want.len()];
@@ -970,7 +1002,11 @@ fn check_kernels(config: &Config, gpu: Option<&cuda::GpuInfo>, live: &[Frame]) -
                 fp16_max = fp16_max.max(max);
                 fp16_differ += n;
             }
-            Err(e) => problems.push(format!("{:?} fp16: {e}", f.format)),
+            Err(e) => problems.push(format!(
+                "{:?} fp16: {e}",
+                f.format,
+                e = crate::error::Report(&e)
+            )),
         }
         compared += 1;
     }
@@ -1032,7 +1068,7 @@ fn check_tensorrt(config: &Config) -> (Check, Option<crate::policy::engine::TrtV
             } else {
                 Status::Skip
             };
-            (Check::new(NAME, status, e.to_string()), None)
+            (Check::new(NAME, status, crate::error::report(&e)), None)
         }
     }
 }
@@ -1105,7 +1141,13 @@ fn check_engines(
     };
     let meta = match crate::policy::ModelMeta::load(&config.model_dir) {
         Ok(m) => m,
-        Err(e) => return Check::new(NAME, Status::Fail, format!("model: {e}")),
+        Err(e) => {
+            return Check::new(
+                NAME,
+                Status::Fail,
+                format!("model: {e}", e = crate::error::Report(&e)),
+            )
+        }
     };
     let (_, _, paths) = crate::policy::engine::engine_paths(
         &meta,
@@ -1119,7 +1161,12 @@ fn check_engines(
     let mut built = "";
     if build {
         if let Err(e) = meta.verify_files() {
-            return Check::new(NAME, Status::Fail, format!("--build: model: {e}")).with(figures);
+            return Check::new(
+                NAME,
+                Status::Fail,
+                format!("--build: model: {e}", e = crate::error::Report(&e)),
+            )
+            .with(figures);
         }
         match build_engines(config, &meta) {
             Ok(b) => {
@@ -1130,7 +1177,14 @@ fn check_engines(
                 };
                 figures["build"] = b;
             }
-            Err(e) => return Check::new(NAME, Status::Fail, format!("--build: {e}")).with(figures),
+            Err(e) => {
+                return Check::new(
+                    NAME,
+                    Status::Fail,
+                    format!("--build: {e}", e = crate::error::Report(&e)),
+                )
+                .with(figures)
+            }
         }
     }
     for p in [&paths.backbone, &paths.head] {
@@ -1168,7 +1222,7 @@ fn check_engines(
             )
             .with(figures)
         }
-        Err(e) => Check::new(NAME, Status::Fail, e.to_string()).with(figures),
+        Err(e) => Check::new(NAME, Status::Fail, crate::error::report(&e)).with(figures),
     }
 }
 
@@ -1182,7 +1236,13 @@ fn check_gpu_chain(config: &Config, engines_ok: bool, steps: usize) -> Check {
     }
     let meta = match crate::policy::ModelMeta::load(&config.model_dir) {
         Ok(m) => m,
-        Err(e) => return Check::new(NAME, Status::Fail, format!("model: {e}")),
+        Err(e) => {
+            return Check::new(
+                NAME,
+                Status::Fail,
+                format!("model: {e}", e = crate::error::Report(&e)),
+            )
+        }
     };
     let spec = meta.preprocess_spec(frame_rotation(config, &meta));
     let window = meta.raw.window;
@@ -1197,7 +1257,7 @@ fn check_gpu_chain(config: &Config, engines_ok: bool, steps: usize) -> Check {
         config.ptx_cache_dir.clone(),
     ) {
         Ok(c) => c,
-        Err(e) => return Check::new(NAME, Status::Fail, e.to_string()),
+        Err(e) => return Check::new(NAME, Status::Fail, crate::error::report(&e)),
     };
     let load_s = t.elapsed().as_secs_f64();
     let format = match &config.capture {
@@ -1255,7 +1315,13 @@ fn check_link(config: &Config, service_running: bool) -> Check {
     let t = Instant::now();
     let mut link = match crate::drive::slcan::Slcan::open(slcan.clone()) {
         Ok(l) => l,
-        Err(e) => return Check::new(NAME, Status::Fail, format!("{}: {e}", slcan.port)),
+        Err(e) => {
+            return Check::new(
+                NAME,
+                Status::Fail,
+                format!("{}: {e}", slcan.port, e = crate::error::Report(&e)),
+            )
+        }
     };
     let open_ms = t.elapsed().as_secs_f64() * 1000.0;
     let mut replies = Vec::new();
@@ -1264,7 +1330,11 @@ fn check_link(config: &Config, service_running: bool) -> Check {
         match link.send(crate::drive::STOP_WHEELS) {
             Ok(()) => replies.push(t.elapsed()),
             Err(e) => {
-                return Check::new(NAME, Status::Fail, format!("stop frame: {e}"));
+                return Check::new(
+                    NAME,
+                    Status::Fail,
+                    format!("stop frame: {e}", e = crate::error::Report(&e)),
+                );
             }
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -1299,6 +1369,19 @@ mod tests {
             assert_eq!(c.status, Status::Skip, "{name}: {}", c.detail);
             assert!(!c.detail.is_empty());
         }
+    }
+
+    #[test]
+    fn the_realtime_probe_asks_for_the_higher_of_the_motor_and_link_priorities() {
+        let mut config = Config::builtin_default();
+        config.realtime_priority = 0;
+        config.link_realtime_priority = 70;
+        let check = check_realtime(&config);
+        assert_eq!(check.figures["sched_fifo_probe_priority"], 70, "{check:?}");
+        assert_eq!(check.figures["link_realtime_priority"], 70, "{check:?}");
+        config.realtime_priority = 80;
+        let check = check_realtime(&config);
+        assert_eq!(check.figures["sched_fifo_probe_priority"], 80, "{check:?}");
     }
 
     #[test]

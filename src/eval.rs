@@ -23,13 +23,13 @@ pub const DIRECTION_THRESHOLD: f32 = 0.3;
 pub enum EvalError {
     #[error(transparent)]
     Episode(#[from] EpisodeError),
-    #[error("{path}: frame {index}: {source}")]
+    #[error("{path}: frame {index}")]
     Preprocess {
         path: String,
         index: usize,
         source: PreprocessError,
     },
-    #[error("{path}: frame {index}: {source}")]
+    #[error("{path}: frame {index}")]
     Policy {
         path: String,
         index: usize,

@@ -13,6 +13,7 @@ pub mod config;
 pub mod control;
 pub mod doctor;
 pub mod drive;
+pub mod error;
 pub mod eval;
 pub mod fault;
 pub mod frame;

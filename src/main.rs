@@ -471,9 +471,7 @@ fn main() -> ExitCode {
             throttle,
             seconds,
         } => cli::calib::run(&port, baud, direction.as_deref(), offset, throttle, seconds),
-        Command::Bench { steps: 0, .. } => {
-            Err(BadInput("--steps must be at least 1".into()).into())
-        }
+        Command::Bench { steps: 0, .. } => Err(BadInput::msg("--steps must be at least 1").into()),
         Command::Bench {
             model,
             steps,
@@ -510,7 +508,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", mvla::error::Report(e.as_ref()));
             if e.downcast_ref::<BadInput>().is_some() {
                 ExitCode::from(exit::BAD_INPUT)
             } else {

@@ -70,7 +70,7 @@ impl<P: Policy + Send> FrameStep for HostChain<P> {
     fn preprocess(&mut self, frame: &Frame) -> Result<(), PreprocessError> {
         let view = frame
             .packed(&mut self.packed)
-            .map_err(|e| PreprocessError::Convert(e.to_string()))?;
+            .map_err(PreprocessError::Convert)?;
         self.pre.run(view, &mut self.pixels)
     }
 
@@ -134,7 +134,11 @@ impl InferenceStage {
                     kind: FaultKind::FrameCorrupt,
                     at: clock.now(),
                 },
-                error: Some(format!("frame {}: {e}", frame.seq)),
+                error: Some(format!(
+                    "frame {}: {e}",
+                    frame.seq,
+                    e = crate::error::Report(&e)
+                )),
             };
         }
         let t_pre = clock.now();
@@ -176,7 +180,11 @@ impl InferenceStage {
                 self.step.reset();
                 Processed {
                     event: InferenceEvent::Fault { kind, at: t_done },
-                    error: Some(format!("frame {}: {e}", frame.seq)),
+                    error: Some(format!(
+                        "frame {}: {e}",
+                        frame.seq,
+                        e = crate::error::Report(&e)
+                    )),
                 }
             }
         }
@@ -262,7 +270,7 @@ pub fn capture_loop(
                 counters.capture_errors.fetch_add(1, Ordering::Relaxed);
                 let kind = e.fault();
                 if let Some(suppressed) = limit.allow() {
-                    tracing::warn!(fault = %kind, suppressed, "capture: {e}");
+                    tracing::warn!(fault = %kind, suppressed, "capture: {e}", e = crate::error::Report(&e));
                 }
                 out.send(CaptureMsg::Fault {
                     kind,

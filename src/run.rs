@@ -32,17 +32,24 @@ use crate::systemd::Notifier;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("model {path}: {source}")]
-    Model { path: String, source: PolicyError },
-    #[error("capture: {0}")]
+    #[error("model {path}")]
+    Model {
+        path: String,
+        #[source]
+        source: PolicyError,
+    },
+    #[error("capture")]
     Capture(#[from] CaptureError),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
+        #[source]
         source: std::io::Error,
     },
-    #[error("wheel link: {0}")]
+    #[error("wheel link")]
     Link(#[from] LinkError),
+    #[error("simulated capture")]
+    Scenario(#[source] Box<crate::sim::world::ScenarioError>),
     #[error("a stage thread panicked: {0}")]
     Panic(&'static str),
 }
@@ -92,7 +99,7 @@ fn build_source(
         let world = c
             .catalogue
             .world(&c.scenario, c.seed)
-            .map_err(|e| RunError::Capture(CaptureError::Config(e.to_string())))?;
+            .map_err(|e| RunError::Scenario(Box::new(e)))?;
         let base = Arc::new(std::sync::Mutex::new(crate::sim::base::SimBase::new(
             config.calib.clone(),
             &world,
@@ -179,7 +186,7 @@ pub fn build_stage(
             let mut chain = tensorrt().map_err(|e| PolicyError::Load {
                 path: config.engine_dir.display().to_string(),
                 what: "TensorRT engines",
-                message: e.to_string(),
+                source: Box::new(e),
             })?;
             prepare_for_camera(&mut chain, config)?;
             let text = chain.describe();
@@ -192,8 +199,9 @@ pub fn build_stage(
                 return Ok((InferenceStage::with_step(chain), text));
             }
             Err(e) => {
-                tracing::warn!("TensorRT unavailable ({e}); using tract on the CPU");
-                fallback_reason = Some(e.to_string());
+                let why = crate::error::report(&e);
+                tracing::warn!("TensorRT unavailable ({why}); using tract on the CPU");
+                fallback_reason = Some(why);
             }
         },
     }
@@ -226,7 +234,7 @@ fn prepare_for_camera(
             .prepare(v.width as usize, v.height as usize, format)
             .map_err(|e| PolicyError::Backend {
                 stage: "cuda preprocessing",
-                message: e.to_string(),
+                source: Box::new(e),
             })?;
     }
     Ok(())

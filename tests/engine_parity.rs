@@ -187,7 +187,10 @@ fn the_record_vouches_only_for_the_engines_it_was_made_for() {
     // Garbage: refused with the position.
     std::fs::write(&paths.parity, "{ not json").unwrap();
     match ParityRecord::check(&paths, &strict) {
-        Err(e @ EngineCheckError::Invalid { .. }) => assert!(e.to_string().contains("line 1")),
+        Err(e @ EngineCheckError::Json { .. }) => {
+            let text = mvla::error::report(&e);
+            assert!(text.contains("line 1"), "{text}")
+        }
         other => panic!("{other:?}"),
     }
 }

@@ -144,7 +144,7 @@ fn a_changed_graph_file_is_refused_by_hash() {
     std::fs::write(&head, bytes).unwrap();
     match TractPolicy::load(dir.path()) {
         Err(PolicyError::Meta(e)) => {
-            let msg = e.to_string();
+            let msg = mvla::error::report(&e);
             assert!(msg.contains("head.onnx") && msg.contains("sha256"), "{msg}");
         }
         Err(other) => panic!("unexpected error {other}"),
@@ -162,7 +162,7 @@ fn model_json_errors_name_the_key() {
     let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
     v["image"]["channel_order"] = "yuv".into();
     std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
-    let msg = ModelMeta::load(dir.path()).unwrap_err().to_string();
+    let msg = mvla::error::report(&ModelMeta::load(dir.path()).unwrap_err());
     assert!(
         msg.contains("image.channel_order") && msg.contains("yuv"),
         "{msg}"
@@ -171,7 +171,7 @@ fn model_json_errors_name_the_key() {
     let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
     v["surprise"] = 1.into();
     std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
-    let msg = ModelMeta::load(dir.path()).unwrap_err().to_string();
+    let msg = mvla::error::report(&ModelMeta::load(dir.path()).unwrap_err());
     assert!(
         msg.contains("model.json") && msg.contains("surprise") && msg.contains("line"),
         "{msg}"
@@ -188,7 +188,7 @@ fn chunks_longer_than_the_runtime_carries_are_refused_at_load() {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     v["chunk"] = (mvla::action::MAX_CHUNK + 1).into();
     std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
-    let msg = ModelMeta::load(dir.path()).unwrap_err().to_string();
+    let msg = mvla::error::report(&ModelMeta::load(dir.path()).unwrap_err());
     assert!(msg.contains("chunk") && msg.contains("at most 16"), "{msg}");
 }
 
@@ -223,7 +223,7 @@ fn a_model_json_that_disagrees_with_its_graphs_is_refused_at_load() {
         std::fs::write(&path, meta.to_string()).unwrap();
         let err = match mvla::policy::tract::TractPolicy::load(dir.path()) {
             Ok(_) => panic!("{key}: loaded a model.json that disagrees with its graphs"),
-            Err(e) => e.to_string(),
+            Err(e) => mvla::error::report(&e),
         };
         assert!(err.contains(says), "{key}: {err}");
     }

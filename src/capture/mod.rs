@@ -29,14 +29,47 @@ pub enum CaptureError {
     Ended,
     #[error("{0}")]
     Config(String),
+    /// The camera device failed a call: unplugged or gone.
+    #[error("camera {device}: {what}")]
+    Device {
+        device: String,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The camera refused a setting it was asked for.
+    #[error("camera {device}: {what}")]
+    Setup {
+        device: String,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A camera frame did not convert (MJPEG decode, size).
+    #[error("corrupt frame from {device}")]
+    Frame {
+        device: String,
+        #[source]
+        source: crate::frame::convert::ConvertError,
+    },
+    /// A replay episode could not be opened (at start: a configuration error).
+    #[error("replay episode")]
+    EpisodeOpen(#[source] crate::record::episode::EpisodeError),
+    /// A replay episode could not be read while running.
+    #[error("replay episode")]
+    EpisodeRead(#[source] crate::record::episode::EpisodeError),
 }
 
 impl CaptureError {
     pub fn fault(&self) -> FaultKind {
         match self {
             Self::Stalled(_) => FaultKind::NoFrame,
-            Self::Disconnected(_) | Self::Config(_) => FaultKind::CaptureDisconnected,
-            Self::Corrupt(_) => FaultKind::FrameCorrupt,
+            Self::Disconnected(_)
+            | Self::Config(_)
+            | Self::Device { .. }
+            | Self::Setup { .. }
+            | Self::EpisodeOpen(_) => FaultKind::CaptureDisconnected,
+            Self::Corrupt(_) | Self::Frame { .. } | Self::EpisodeRead(_) => FaultKind::FrameCorrupt,
             Self::Ended => FaultKind::SourceEnded,
         }
     }

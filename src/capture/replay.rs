@@ -62,11 +62,12 @@ impl ReplaySource {
                 Err(e) => {
                     return Err(CaptureError::Config(format!(
                         "replay episode {}: {e}",
-                        p.display()
+                        p.display(),
+                        e = crate::error::Report(&e)
                     )))
                 }
             }
-            Episode::open(p).map_err(|e| CaptureError::Config(format!("replay episode: {e}")))?;
+            Episode::open(p).map_err(CaptureError::EpisodeOpen)?;
         }
         Ok(Self {
             paths,
@@ -85,7 +86,7 @@ impl ReplaySource {
     fn open_current(&mut self) -> Result<(), CaptureError> {
         if self.current.is_none() {
             let path = &self.paths[self.episode_index];
-            let ep = Episode::open(path).map_err(|e| CaptureError::Corrupt(e.to_string()))?;
+            let ep = Episode::open(path).map_err(CaptureError::EpisodeRead)?;
             self.current = Some(ep);
             self.frame_index = 0;
         }
@@ -168,6 +169,6 @@ impl FrameSource for ReplaySource {
         frame.order = ep.channel_order;
         frame.starts_episode = index == 0;
         frame.replay_position = Some((self.episode_index, index));
-        read.map_err(|e| CaptureError::Corrupt(e.to_string()))
+        read.map_err(CaptureError::EpisodeRead)
     }
 }

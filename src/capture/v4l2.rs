@@ -97,17 +97,21 @@ pub fn describe_offers(offers: &[Offer]) -> String {
 /// `open` negotiates from; `mvla doctor` reports it).
 pub fn list_offers(path: &Path) -> Result<Vec<Offer>, CaptureError> {
     let shown = path.display().to_string();
-    let dev =
-        Device::with_path(path).map_err(|e| CaptureError::Disconnected(format!("{shown}: {e}")))?;
+    let dev = Device::with_path(path).map_err(|source| CaptureError::Device {
+        device: shown.clone(),
+        what: "cannot open",
+        source,
+    })?;
     device_offers(&dev, &shown)
 }
 
 fn device_offers(dev: &Device, shown: &str) -> Result<Vec<Offer>, CaptureError> {
     let mut offers = Vec::new();
-    for desc in dev
-        .enum_formats()
-        .map_err(|e| CaptureError::Config(format!("{shown}: cannot list formats: {e}")))?
-    {
+    for desc in dev.enum_formats().map_err(|source| CaptureError::Setup {
+        device: shown.to_string(),
+        what: "cannot list formats",
+        source,
+    })? {
         let sizes = dev
             .enum_framesizes(desc.fourcc)
             .map(|list| {
@@ -182,12 +186,16 @@ pub struct V4l2Source {
 const REOPEN_BACKOFF_START: Duration = Duration::from_millis(250);
 const REOPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-fn io_to_capture(e: std::io::Error, stall: Duration) -> CaptureError {
+fn io_to_capture(e: std::io::Error, stall: Duration, device: &Path) -> CaptureError {
     match e.kind() {
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
             CaptureError::Stalled(stall)
         }
-        _ => CaptureError::Disconnected(e.to_string()),
+        _ => CaptureError::Device {
+            device: device.display().to_string(),
+            what: "capture",
+            source: e,
+        },
     }
 }
 
@@ -216,20 +224,27 @@ impl V4l2Source {
     fn open_device(&mut self) -> Result<(), CaptureError> {
         let c = &self.config;
         let shown = c.device.display().to_string();
-        let dev = Device::with_path(&c.device)
-            .map_err(|e| CaptureError::Disconnected(format!("{shown}: {e}")))?;
+        let dev = Device::with_path(&c.device).map_err(|source| CaptureError::Device {
+            device: shown.clone(),
+            what: "cannot open",
+            source,
+        })?;
         let offers = device_offers(&dev, &shown)?;
         choose_format(&offers, c.format, c.width, c.height)
             .map_err(|m| CaptureError::Config(format!("{shown}: {m}")))?;
-        let mut fmt = dev
-            .format()
-            .map_err(|e| CaptureError::Config(format!("{shown}: {e}")))?;
+        let mut fmt = dev.format().map_err(|source| CaptureError::Setup {
+            device: shown.clone(),
+            what: "cannot read the format",
+            source,
+        })?;
         fmt.width = c.width;
         fmt.height = c.height;
         fmt.fourcc = FourCC::new(&c.format.fourcc());
-        let got = dev
-            .set_format(&fmt)
-            .map_err(|e| CaptureError::Config(format!("{shown}: set format: {e}")))?;
+        let got = dev.set_format(&fmt).map_err(|source| CaptureError::Setup {
+            device: shown.clone(),
+            what: "set format",
+            source,
+        })?;
         if got.width != c.width || got.height != c.height || got.fourcc.repr != c.format.fourcc() {
             return Err(CaptureError::Config(format!(
                 "{shown}: asked for {}x{} {}, driver set {}x{} {}",
@@ -245,8 +260,14 @@ impl V4l2Source {
         if let Err(e) = dev.set_params(&params) {
             tracing::warn!("{shown}: could not set {} fps: {e}", c.fps);
         }
-        let mut stream = Stream::with_buffers(&dev, Type::VideoCapture, c.buffers)
-            .map_err(|e| CaptureError::Config(format!("{shown}: mmap buffers: {e}")))?;
+        let mut stream =
+            Stream::with_buffers(&dev, Type::VideoCapture, c.buffers).map_err(|source| {
+                CaptureError::Setup {
+                    device: shown.clone(),
+                    what: "mmap buffers",
+                    source,
+                }
+            })?;
         stream.set_timeout(c.stall_timeout);
         self.device = Some(dev);
         self.stream = Some(stream);
@@ -265,6 +286,7 @@ impl V4l2Source {
     /// already waiting so the newest wins.
     fn dequeue_newest(&mut self) -> Result<(), CaptureError> {
         let stall = self.config.stall_timeout;
+        let device = &self.config.device;
         let stream = self.stream.as_mut().expect("open stream");
         let (raw, raw_meta) = (&mut self.raw, &mut self.raw_meta);
         // time_t is i64 on the 64-bit targets we build for (x86-64, aarch64 Jetson).
@@ -281,7 +303,7 @@ impl V4l2Source {
             );
         };
         stream.set_timeout(stall);
-        let (buf, meta) = stream.next().map_err(|e| io_to_capture(e, stall))?;
+        let (buf, meta) = stream.next().map_err(|e| io_to_capture(e, stall, device))?;
         keep(buf, meta);
         // Zero timeout: take only buffers that are already complete.
         stream.set_timeout(Duration::ZERO);
@@ -329,7 +351,10 @@ impl FrameSource for V4l2Source {
             self.reopen.succeeded();
         }
         if let Err(e) = self.dequeue_newest() {
-            if matches!(e, CaptureError::Disconnected(_)) {
+            if matches!(
+                e,
+                CaptureError::Disconnected(_) | CaptureError::Device { .. }
+            ) {
                 self.stream = None;
                 self.device = None;
                 self.reopen.wait_from(Instant::now());
@@ -372,7 +397,10 @@ impl FrameSource for V4l2Source {
             }
             PixelFormat::Nv12 => raw_frame(InputFormat::Nv12, frame),
         }
-        .map_err(|e| CaptureError::Corrupt(format!("{}: {e}", self.config.device.display())))
+        .map_err(|source| CaptureError::Frame {
+            device: self.config.device.display().to_string(),
+            source,
+        })
     }
 }
 

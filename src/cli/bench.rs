@@ -19,7 +19,7 @@ pub fn tensorrt(
     json: bool,
 ) -> Result<u8> {
     let meta = mvla::policy::ModelMeta::load(model)
-        .map_err(|e| BadInput(format!("model {}: {e}", model.display())))?;
+        .map_err(|e| BadInput::context(e, format!("model {}", model.display())))?;
     let dir = engine_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| mvla::policy::engine::default_engine_dir(model));
@@ -86,7 +86,7 @@ fn print_stage_table(rows: &[(&str, mvla::bench::Summary)]) {
 
 pub fn cpu(model: &Path, steps: usize, warmup: usize, json: bool) -> Result<u8> {
     let report = mvla::bench::bench_policy(model, steps, warmup)
-        .map_err(|e| BadInput(format!("model {}: {e}", model.display())))?;
+        .map_err(|e| BadInput::context(e, format!("model {}", model.display())))?;
     if json {
         out!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(0);

@@ -22,10 +22,12 @@ pub fn run(
 ) -> Result<u8> {
     use mvla::robot::kinematics::vendor_move_offsets;
     if !(seconds.is_finite() && seconds > 0.0 && seconds <= 30.0) {
-        bail!(BadInput(format!("--seconds {seconds}: 0 < seconds <= 30")));
+        bail!(BadInput::msg(format!(
+            "--seconds {seconds}: 0 < seconds <= 30"
+        )));
     }
     if !(throttle > 0.0 && throttle <= 58.0) {
-        bail!(BadInput(format!(
+        bail!(BadInput::msg(format!(
             "--throttle {throttle}: 0 < throttle <= 58"
         )));
     }
@@ -44,10 +46,8 @@ pub fn run(
             vendor_move_offsets(deg.to_radians(), throttle)
         }
         (None, Some(o)) if (-80..=80).contains(&o) => [i64::from(o); 3],
-        (None, Some(o)) => bail!(BadInput(format!("--offset {o}: -80..=80"))),
-        _ => bail!(BadInput(
-            "give exactly one of --direction or --offset".into()
-        )),
+        (None, Some(o)) => bail!(BadInput::msg(format!("--offset {o}: -80..=80"))),
+        _ => bail!(BadInput::msg("give exactly one of --direction or --offset")),
     };
     drive_for(port, baud, offsets, seconds)
 }
@@ -68,7 +68,7 @@ fn drive_for(port: &str, baud: u32, offsets: [i64; 3], seconds: f64) -> Result<u
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
-    let link = Slcan::open(SlcanConfig::new(port, baud)).map_err(|e| BadInput(e.to_string()))?;
+    let link = Slcan::open(SlcanConfig::new(port, baud)).map_err(BadInput::of)?;
     let wheels = offsets.map(|o| (100 + o.clamp(-80, 80)) as u8);
     eprintln!(
         "driving wheels {wheels:?} for {seconds} s on {}",

@@ -27,14 +27,14 @@ pub fn run(
     if strict {
         require.push("all".into());
     }
-    let require = mvla::doctor::expand_require(&require).map_err(BadInput)?;
+    let require = mvla::doctor::expand_require(&require).map_err(BadInput::msg)?;
     if !(min_free_gib.is_finite() && min_free_gib >= 0.0) {
-        bail!(BadInput(format!(
+        bail!(BadInput::msg(format!(
             "--min-free-gib {min_free_gib}: must be a finite number >= 0"
         )));
     }
     let config = match config_path {
-        Some(path) => mvla::config::Config::load(path).map_err(|e| BadInput(e.to_string()))?,
+        Some(path) => mvla::config::Config::load(path).map_err(BadInput::of)?,
         None => mvla::config::Config::builtin_default(),
     };
     let options = mvla::doctor::DoctorOptions {

@@ -23,9 +23,9 @@ pub fn build(
     use mvla::policy::engine::{BuildEvent, BuildOptions};
     use mvla::policy::tensorrt;
     let meta = mvla::policy::ModelMeta::load(model)
-        .map_err(|e| BadInput(format!("model {}: {e}", model.display())))?;
+        .map_err(|e| BadInput::context(e, format!("model {}", model.display())))?;
     meta.verify_files()
-        .map_err(|e| BadInput(format!("model {}: {e}", model.display())))?;
+        .map_err(|e| BadInput::context(e, format!("model {}", model.display())))?;
     let dir = engine_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| mvla::policy::engine::default_engine_dir(model));

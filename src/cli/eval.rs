@@ -44,7 +44,7 @@ pub fn run(model: &Path, inputs: &[PathBuf], json: bool) -> Result<u8> {
     let window = policy.meta().raw.window;
     let paths = collect_episode_paths(inputs).context("listing episodes")?;
     if paths.is_empty() {
-        bail!(BadInput(format!("no episodes found in {inputs:?}")));
+        bail!(BadInput::msg(format!("no episodes found in {inputs:?}")));
     }
     // Recorded frames were rotated by the capture pipeline before they were stored.
     let spec = policy.meta().preprocess_spec(Rotation::None);
@@ -59,7 +59,7 @@ pub fn run(model: &Path, inputs: &[PathBuf], json: bool) -> Result<u8> {
             Ok(ep) => opened.push(ep),
             Err(e) => skipped.push(Skipped {
                 path: path.display().to_string(),
-                error: e.to_string(),
+                error: mvla::error::report(&e),
             }),
         }
     }
@@ -79,7 +79,7 @@ pub fn run(model: &Path, inputs: &[PathBuf], json: bool) -> Result<u8> {
             Ok(r) => episodes.push(r),
             Err(e) => skipped.push(Skipped {
                 path: ep.path.display().to_string(),
-                error: e.to_string(),
+                error: mvla::error::report(&e),
             }),
         }
     }
@@ -95,7 +95,7 @@ pub fn run(model: &Path, inputs: &[PathBuf], json: bool) -> Result<u8> {
     }));
     if episodes.is_empty() {
         let reasons: Vec<String> = skipped.iter().map(|s| s.error.clone()).collect();
-        bail!(BadInput(format!(
+        bail!(BadInput::msg(format!(
             "nothing to evaluate: {}",
             reasons.join("; ")
         )));

@@ -27,11 +27,33 @@ pub mod preprocess;
 pub mod run;
 pub mod sim;
 
-/// An error that means "the input is wrong" (exit 2) rather than "something failed" (exit 1).
+/// An error that means "the input is wrong" (exit 2) rather than "something
+/// failed" (exit 1). It keeps the error it marks, causes included.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BadInput(pub String);
+#[error(transparent)]
+pub struct BadInput(anyhow::Error);
+
+impl BadInput {
+    /// A message of ours.
+    pub fn msg(message: impl std::fmt::Display + std::fmt::Debug + Send + Sync + 'static) -> Self {
+        Self(anyhow::Error::msg(message))
+    }
+
+    /// The input error `e`, as it is.
+    pub fn of(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(anyhow::Error::new(e))
+    }
+
+    /// The input error `e`, under `context` (what was being read).
+    pub fn context(
+        e: impl std::error::Error + Send + Sync + 'static,
+        context: impl std::fmt::Display + Send + Sync + 'static,
+    ) -> Self {
+        Self(anyhow::Error::new(e).context(context))
+    }
+}
 
 pub fn load_policy(model: &Path) -> Result<TractPolicy> {
-    TractPolicy::load(model).map_err(|e| BadInput(format!("model {}: {e}", model.display())).into())
+    TractPolicy::load(model)
+        .map_err(|e| BadInput::context(e, format!("model {}", model.display())).into())
 }

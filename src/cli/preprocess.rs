@@ -14,15 +14,15 @@ pub fn run(
     frame_order: ChannelOrder,
     rotate_deg: u32,
 ) -> Result<u8> {
-    let meta = mvla::policy::ModelMeta::load(model).map_err(|e| BadInput(e.to_string()))?;
+    let meta = mvla::policy::ModelMeta::load(model).map_err(BadInput::of)?;
     let rotation = Rotation::from_degrees(rotate_deg).ok_or_else(|| {
-        BadInput(format!(
+        BadInput::msg(format!(
             "--rotate-deg {rotate_deg}: supported values are 0 and 180"
         ))
     })?;
-    let frame = mvla::npy::read::<u8>(input).map_err(|e| BadInput(e.to_string()))?;
+    let frame = mvla::npy::read::<u8>(input).map_err(BadInput::of)?;
     if frame.shape.len() != 3 || frame.shape[2] != 3 {
-        bail!(BadInput(format!(
+        bail!(BadInput::msg(format!(
             "{}: shape {:?}, expected [H, W, 3]",
             input.display(),
             frame.shape
@@ -40,7 +40,7 @@ pub fn run(
         },
         &mut tensor,
     )
-    .map_err(|e| BadInput(format!("{}: {e}", input.display())))?;
+    .map_err(|e| BadInput::context(e, input.display().to_string()))?;
     mvla::npy::write(out, &[1, 3, spec.out_height, spec.out_width], &tensor)?;
     eprintln!(
         "wrote {} [1, 3, {}, {}] ({} frame {}x{}, rotation {}°, model order {})",

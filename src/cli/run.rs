@@ -15,16 +15,16 @@ pub fn run(
     json: bool,
 ) -> Result<u8> {
     let config = match config {
-        Some(path) => mvla::config::Config::load(path).map_err(|e| BadInput(e.to_string()))?,
+        Some(path) => mvla::config::Config::load(path).map_err(BadInput::of)?,
         None => mvla::config::Config::builtin_default(),
     };
     let duration = match duration_s {
         Some(s) if !(s.is_finite() && s > 0.0) => {
-            bail!(BadInput(format!("--duration-s {s}: must be positive")))
+            bail!(BadInput::msg(format!("--duration-s {s}: must be positive")))
         }
         // A year bounds any field session and keeps Duration from overflowing.
         Some(s) if s > 3.2e7 => {
-            bail!(BadInput(format!(
+            bail!(BadInput::msg(format!(
                 "--duration-s {s}: at most 3.2e7 (a year)"
             )))
         }
@@ -43,9 +43,13 @@ pub fn run(
         Ok(s) => s,
         Err(
             e @ (mvla::run::RunError::Model { .. }
-            | mvla::run::RunError::Capture(mvla::capture::CaptureError::Config(_))),
+            | mvla::run::RunError::Scenario(_)
+            | mvla::run::RunError::Capture(
+                mvla::capture::CaptureError::Config(_)
+                | mvla::capture::CaptureError::EpisodeOpen(_),
+            )),
         ) => {
-            bail!(BadInput(e.to_string()))
+            bail!(BadInput::of(e))
         }
         Err(e) => return Err(e.into()),
     };

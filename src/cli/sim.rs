@@ -15,13 +15,13 @@ use mvla::sim::trials::{self, TrialsError, TrialsOptions};
 use mvla::sim::world::Catalogue;
 
 fn catalogue(files: &[PathBuf]) -> Result<Catalogue> {
-    Catalogue::with_files(files).map_err(|e| BadInput(e.to_string()).into())
+    Catalogue::with_files(files).map_err(|e| BadInput::of(e).into())
 }
 
 fn bad(e: TrialsError) -> anyhow::Error {
     match e {
         TrialsError::Scenario(_) | TrialsError::Model { .. } | TrialsError::Invalid(_) => {
-            BadInput(e.to_string()).into()
+            BadInput::of(e).into()
         }
     }
 }
@@ -79,7 +79,7 @@ pub fn run(action: SimCommand) -> Result<u8> {
             })
             .map_err(|e| match e {
                 mvla::sim::collect::CollectError::Scenario(_)
-                | mvla::sim::collect::CollectError::Invalid(_) => BadInput(e.to_string()).into(),
+                | mvla::sim::collect::CollectError::Invalid(_) => BadInput::of(e).into(),
                 other => anyhow::Error::from(other),
             })?;
             let _ = writeln!(
@@ -96,7 +96,7 @@ pub fn run(action: SimCommand) -> Result<u8> {
 
 fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
     let mut config = match &a.config {
-        Some(path) => mvla::config::Config::load(path).map_err(|e| BadInput(e.to_string()))?,
+        Some(path) => mvla::config::Config::load(path).map_err(BadInput::of)?,
         None => mvla::config::Config::builtin_default(),
     };
     if let Some(m) = &a.model {
@@ -117,7 +117,7 @@ fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
         None => None,
         Some(d) => Some(
             mvla::preprocess::Rotation::from_degrees(d)
-                .ok_or_else(|| BadInput(format!("--rotation-deg {d}: 0 or 180")))?,
+                .ok_or_else(|| BadInput::msg(format!("--rotation-deg {d}: 0 or 180")))?,
         ),
     };
     if a.video_dir.is_some() {
@@ -149,13 +149,21 @@ fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
         if let Some(dir) = &a.plot_dir {
             let path = trials::artefact_path(dir, r, "svg");
             if let Err(e) = write_new(&path, mvla::sim::plot::trajectory_svg(r).as_bytes()) {
-                write_errors.push(format!("{}: {e}", path.display()));
+                write_errors.push(format!(
+                    "{}: {e}",
+                    path.display(),
+                    e = mvla::error::Report(&e)
+                ));
             }
         }
         if let Some(dir) = &a.video_dir {
             let path = trials::artefact_path(dir, r, "gif");
             if let Err(e) = mvla::sim::plot::write_video(&path, r) {
-                write_errors.push(format!("{}: {e}", path.display()));
+                write_errors.push(format!(
+                    "{}: {e}",
+                    path.display(),
+                    e = mvla::error::Report(&e)
+                ));
             }
         }
     })

@@ -28,10 +28,14 @@ pub fn serbot_frame_data(wheels: [u8; 3]) -> [u8; 4] {
     [SERBOT_WHEEL_MASK, wheels[0], wheels[1], wheels[2]]
 }
 
-#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[derive(Debug, thiserror::Error, Clone)]
 pub enum LinkError {
-    #[error("serial port {port}: {message}")]
-    Io { port: String, message: String },
+    #[error("serial port {port}")]
+    Io {
+        port: String,
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
     #[error("adapter answered BEL (error) to {command:?}")]
     Nack { command: String },
     #[error("no reply from the adapter within {0:?}")]
@@ -123,9 +127,18 @@ impl crate::rtlog::RtEvent for LinkEvent {
     fn emit(&self, dropped: u64) {
         match self {
             Self::Up { link } => tracing::info!(link, dropped, "wheel link up"),
-            Self::Down { error } => tracing::warn!(dropped, "wheel link down: {error}"),
+            Self::Down { error } => tracing::warn!(
+                dropped,
+                "wheel link down: {error}",
+                error = crate::error::Report(error)
+            ),
             Self::Error { error, suppressed } => {
-                tracing::warn!(suppressed, dropped, "wheel link: {error}")
+                tracing::warn!(
+                    suppressed,
+                    dropped,
+                    "wheel link: {error}",
+                    error = crate::error::Report(error)
+                )
             }
         }
     }

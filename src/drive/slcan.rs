@@ -107,10 +107,10 @@ impl Slcan {
         Ok(s)
     }
 
-    fn io_err(&self, e: impl std::fmt::Display) -> LinkError {
+    fn io_err(&self, e: impl Into<std::io::Error>) -> LinkError {
         LinkError::Io {
             port: self.config.port.clone(),
-            message: e.to_string(),
+            source: std::sync::Arc::new(e.into()),
         }
     }
 
@@ -176,12 +176,7 @@ impl Slcan {
                     return Err(LinkError::Timeout(timeout));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(LinkError::Io {
-                        port: self.config.port.clone(),
-                        message: e.to_string(),
-                    })
-                }
+                Err(e) => return Err(self.io_err(e)),
             }
         }
     }

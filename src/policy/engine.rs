@@ -575,6 +575,18 @@ pub const PARITY_FORMAT: &str = "mvla-parity/1";
 pub enum EngineCheckError {
     #[error("{path}: no parity record (run `mvla engine build --model DIR`)")]
     Missing { path: String },
+    #[error("{path}: cannot read")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a parity record")]
+    Json {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
     #[error("{path}: the parity gate failed when this engine was built: {failures}")]
@@ -614,17 +626,13 @@ impl ParityRecord {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(EngineCheckError::Missing { path })
             }
-            Err(e) => {
-                return Err(EngineCheckError::Invalid {
-                    path,
-                    message: e.to_string(),
-                })
-            }
+            Err(source) => return Err(EngineCheckError::Io { path, source }),
         };
-        let record: Self = serde_json::from_str(&text).map_err(|e| EngineCheckError::Invalid {
-            path: path.clone(),
-            message: format!("line {} column {}: {e}", e.line(), e.column()),
-        })?;
+        let record: Self =
+            serde_json::from_str(&text).map_err(|source| EngineCheckError::Json {
+                path: path.clone(),
+                source,
+            })?;
         if record.format != PARITY_FORMAT {
             return Err(EngineCheckError::Invalid {
                 path,
@@ -649,9 +657,9 @@ impl ParityRecord {
             (&paths.head, &record.head_engine_sha256),
         ] {
             let actual =
-                super::meta::sha256_file(engine).map_err(|e| EngineCheckError::Invalid {
+                super::meta::sha256_file(engine).map_err(|source| EngineCheckError::Io {
                     path: engine.display().to_string(),
-                    message: e.to_string(),
+                    source,
                 })?;
             if &actual != recorded {
                 return Err(EngineCheckError::EngineChanged {

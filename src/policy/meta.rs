@@ -12,17 +12,18 @@ pub const MODEL_FORMAT: &str = "mvla-model/1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
-    #[error("{path}: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         path: String,
+        #[source]
         source: std::io::Error,
     },
-    #[error("{path}: line {line}, column {column}: {message}")]
+    /// serde_json's message carries the line and column.
+    #[error("{path}: not a valid model.json")]
     Parse {
         path: String,
-        line: usize,
-        column: usize,
-        message: String,
+        #[source]
+        source: serde_json::Error,
     },
     #[error("{path}: key `{key}`: {message}")]
     Invalid {
@@ -140,11 +141,9 @@ impl ModelMeta {
             path: shown.clone(),
             source,
         })?;
-        let raw: RawModelMeta = serde_json::from_str(&text).map_err(|e| MetaError::Parse {
+        let raw: RawModelMeta = serde_json::from_str(&text).map_err(|source| MetaError::Parse {
             path: shown.clone(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
+            source,
         })?;
         let invalid = |key: &'static str, message: String| MetaError::Invalid {
             path: shown.clone(),

@@ -30,16 +30,18 @@ use crate::fault::FaultKind;
 pub enum PolicyError {
     #[error(transparent)]
     Meta(#[from] MetaError),
-    #[error("{path}: cannot load {what}: {message}")]
+    #[error("{path}: cannot load {what}")]
     Load {
         path: String,
         what: &'static str,
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("{stage} failed: {message}")]
+    #[error("{stage} failed")]
     Backend {
         stage: &'static str,
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("{what}: got {actual} values, expected {expected}")]
     Shape {

@@ -26,11 +26,15 @@ enum BackboneInput {
     AttentionMask,
 }
 
-fn load_err(path: &std::path::Path, what: &'static str, e: impl std::fmt::Display) -> PolicyError {
+fn load_err(
+    path: &std::path::Path,
+    what: &'static str,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> PolicyError {
     PolicyError::Load {
         path: path.display().to_string(),
         what,
-        message: format!("{e:#}"),
+        source: e.into(),
     }
 }
 
@@ -63,10 +67,13 @@ fn check_output(
     Ok(())
 }
 
-fn backend_err(stage: &'static str, e: impl std::fmt::Display) -> PolicyError {
+fn backend_err(
+    stage: &'static str,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> PolicyError {
     PolicyError::Backend {
         stage,
-        message: format!("{e:#}"),
+        source: e.into(),
     }
 }
 

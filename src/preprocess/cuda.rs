@@ -34,7 +34,7 @@ pub enum CudaError {
         file: &'static str,
         violations: Vec<String>,
     },
-    #[error("preprocessing kernels: {0}")]
+    #[error("preprocessing kernels")]
     Plan(#[from] super::launch::LaunchPlanError),
     #[error("NVRTC compiling kernels/{file} for {arch}: {message}")]
     Compile {

@@ -76,8 +76,8 @@ pub enum PreprocessError {
     EmptyFrame { width: usize, height: usize },
     #[error("output buffer holds {actual} floats, the model input needs {expected}")]
     OutputSize { expected: usize, actual: usize },
-    #[error("camera frame: {0}")]
-    Convert(String),
+    #[error("camera frame")]
+    Convert(#[from] crate::frame::convert::ConvertError),
     #[error("GPU preprocessing: {0}")]
     Device(String),
 }
@@ -290,9 +290,12 @@ impl Preprocessor for SelectedPreprocessor {
                 Ok(g) => self.gpu = Some(g),
                 Err(e) => {
                     if self.backend == Backend::Auto {
-                        tracing::warn!("GPU preprocessing unavailable ({e}); using the CPU twin");
+                        tracing::warn!(
+                            "GPU preprocessing unavailable ({}); using the CPU twin",
+                            crate::error::Report(&e)
+                        );
                     }
-                    self.gpu_unavailable = Some(e.to_string());
+                    self.gpu_unavailable = Some(crate::error::report(&e));
                     return self.run(frame, out);
                 }
             }

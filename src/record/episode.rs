@@ -19,8 +19,19 @@ use crate::frame::ChannelOrder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EpisodeError {
-    #[error("{path}: cannot open as HDF5: {message}")]
-    Open { path: String, message: String },
+    #[error("{path}: cannot open as HDF5")]
+    Open {
+        path: String,
+        #[source]
+        source: hdf5::Error,
+    },
+    #[error("{path}: dataset `{key}`")]
+    Hdf5 {
+        path: String,
+        key: String,
+        #[source]
+        source: hdf5::Error,
+    },
     #[error("{path}: dataset `{key}`: {message}")]
     Dataset {
         path: String,
@@ -152,10 +163,15 @@ fn read_instruction(ds: &hdf5::Dataset) -> Result<String, String> {
 impl Episode {
     pub fn open(path: &Path) -> Result<Self, EpisodeError> {
         let shown = path.display().to_string();
-        let file = hdf5::File::open(path).map_err(|e| EpisodeError::Open {
+        let file = hdf5::File::open(path).map_err(|source| EpisodeError::Open {
             path: shown.clone(),
-            message: e.to_string(),
+            source,
         })?;
+        let h5_err = |key: &str, source: hdf5::Error| EpisodeError::Hdf5 {
+            path: shown.clone(),
+            key: key.to_string(),
+            source,
+        };
         let ds_err = |key: &str, message: String| EpisodeError::Dataset {
             path: shown.clone(),
             key: key.to_string(),
@@ -169,7 +185,7 @@ impl Episode {
             return Err(EpisodeError::NoImages { path: shown });
         };
         let key = layout.images_key();
-        let images = file.dataset(key).map_err(|e| ds_err(key, e.to_string()))?;
+        let images = file.dataset(key).map_err(|e| h5_err(key, e))?;
         let shape = images.shape();
         if shape.len() != 4 || shape[3] != 3 {
             return Err(ds_err(
@@ -177,7 +193,7 @@ impl Episode {
                 format!("shape {shape:?}, expected (N, H, W, 3)"),
             ));
         }
-        let dtype = images.dtype().map_err(|e| ds_err(key, e.to_string()))?;
+        let dtype = images.dtype().map_err(|e| h5_err(key, e))?;
         if !dtype.is::<u8>() {
             return Err(ds_err(
                 key,
@@ -206,12 +222,10 @@ impl Episode {
             })?,
         };
 
-        let actions_ds = file
-            .dataset("actions")
-            .map_err(|e| ds_err("actions", e.to_string()))?;
+        let actions_ds = file.dataset("actions").map_err(|e| h5_err("actions", e))?;
         let actions_arr = actions_ds
             .read_2d::<f32>()
-            .map_err(|e| ds_err("actions", format!("expected (N, 3) float32: {e}")))?;
+            .map_err(|e| h5_err("actions (expected (N, 3) float32)", e))?;
         if actions_arr.ncols() < 2 {
             return Err(ds_err(
                 "actions",
@@ -289,10 +303,10 @@ impl Episode {
         let frame = self
             .images
             .read_slice::<u8, _, ndarray::Ix3>(ndarray::s![index, .., .., ..])
-            .map_err(|e| EpisodeError::Dataset {
+            .map_err(|source| EpisodeError::Hdf5 {
                 path: self.path.display().to_string(),
                 key: format!("{}[{index}]", self.layout.images_key()),
-                message: e.to_string(),
+                source,
             })?;
         out.clear();
         out.extend(frame.iter().copied());

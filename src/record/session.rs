@@ -160,7 +160,11 @@ fn record_thread(
                 Some(std::io::BufWriter::new(f))
             }
             Err(e) => {
-                outcome.errors.push(format!("{}: {e}", path.display()));
+                outcome.errors.push(format!(
+                    "{}: {e}",
+                    path.display(),
+                    e = crate::error::Report(&e)
+                ));
                 None
             }
         }
@@ -179,7 +183,9 @@ fn record_thread(
                 if let Some(w) = log.as_mut() {
                     // Flushed per line: the log is small and must survive a crash.
                     if let Err(e) = writeln!(w, "{line}").and_then(|_| w.flush()) {
-                        outcome.errors.push(format!("session log: {e}"));
+                        outcome
+                            .errors
+                            .push(format!("session log: {e}", e = crate::error::Report(&e)));
                         log = None;
                     } else {
                         outcome.session_log_lines += 1;
@@ -191,9 +197,11 @@ fn record_thread(
                 let view = match frame.packed(&mut packed) {
                     Ok(view) => view,
                     Err(e) => {
-                        outcome
-                            .errors
-                            .push(format!("frame {} not recorded: {e}", frame.seq));
+                        outcome.errors.push(format!(
+                            "frame {} not recorded: {e}",
+                            frame.seq,
+                            e = crate::error::Report(&e)
+                        ));
                         continue;
                     }
                 };
@@ -233,7 +241,7 @@ fn record_thread(
                             writer = Some(w);
                         }
                         Err(e) => {
-                            outcome.errors.push(e.to_string());
+                            outcome.errors.push(crate::error::report(&e));
                             episode_failed = true;
                             continue;
                         }
@@ -252,7 +260,7 @@ fn record_thread(
                 let elapsed = capture.saturating_since(first).as_secs_f64();
                 if let Err(e) = w.append(view.data, action, event, elapsed) {
                     // Keep what is on disk; stop writing rather than corrupt it further.
-                    outcome.errors.push(e.to_string());
+                    outcome.errors.push(crate::error::report(&e));
                     episode_failed = true;
                 }
                 if let Some(last) = outcome.episodes.last_mut() {

@@ -12,11 +12,12 @@ use hdf5::types::{FixedAscii, VarLenUnicode};
 use crate::frame::ChannelOrder;
 
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {what}: {message}")]
+#[error("{path}: {what}")]
 pub struct WriteError {
     pub path: String,
     pub what: String,
-    pub message: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 /// Attributes fixed when the episode starts.
@@ -60,7 +61,7 @@ impl EpisodeWriter {
         let err = |what: &str, e: hdf5::Error| WriteError {
             path: path.display().to_string(),
             what: what.to_string(),
-            message: e.to_string(),
+            source: Box::new(e),
         };
         let file = hdf5::File::create_excl(path).map_err(|e| err("create", e))?;
         let images = file
@@ -163,18 +164,19 @@ impl EpisodeWriter {
         let err = |what: &str, e: hdf5::Error| WriteError {
             path: self.path.display().to_string(),
             what: what.to_string(),
-            message: e.to_string(),
+            source: Box::new(e),
         };
         if frame.len() != self.width * self.height * 3 {
             return Err(WriteError {
                 path: self.path.display().to_string(),
                 what: "append".into(),
-                message: format!(
+                source: format!(
                     "frame has {} bytes, the episode is {}x{}x3",
                     frame.len(),
                     self.width,
                     self.height
-                ),
+                )
+                .into(),
             });
         }
         let n = self.rows;

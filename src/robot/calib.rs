@@ -11,17 +11,23 @@ pub const SERBOT_CALIB: &str = include_str!("../../calib/serbot.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum CalibError {
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
+    /// toml's message carries the line, column and key.
+    #[error("{path}: not a valid calibration file")]
+    Parse {
+        path: String,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
     #[error("{path}: key `{key}`: {message}")]
     Invalid {
         path: String,
         key: &'static str,
         message: String,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         path: String,
+        #[source]
         source: std::io::Error,
     },
 }
@@ -191,7 +197,7 @@ impl Calibration {
     pub fn from_toml(text: &str, source: &str) -> Result<Self, CalibError> {
         let raw: RawCalib = toml::from_str(text).map_err(|e| CalibError::Parse {
             path: source.into(),
-            message: e.to_string(),
+            source: Box::new(e),
         })?;
         let invalid = |key: &'static str, message: String| CalibError::Invalid {
             path: source.into(),

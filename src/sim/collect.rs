@@ -27,7 +27,7 @@ pub enum CollectError {
     Scenario(#[from] ScenarioError),
     #[error("{0}")]
     Invalid(String),
-    #[error("output folder {path}: {source}")]
+    #[error("output folder {path}")]
     Io {
         path: String,
         #[source]
@@ -94,7 +94,7 @@ impl DemoSink for WriterSink<'_> {
     ) -> Result<(), String> {
         self.writer
             .append(upright_bgr, action, event, t_s)
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::error::report(&e))
     }
 }
 

@@ -235,9 +235,9 @@ fn overlay(f: &mut KeptFrame) {
 pub enum VideoError {
     #[error("no frames were kept (the expert drives without a camera)")]
     NoFrames,
-    #[error("{0}")]
+    #[error("cannot write the video")]
     Io(#[from] std::io::Error),
-    #[error("gif: {0}")]
+    #[error("gif")]
     Gif(#[from] gif::EncodingError),
 }
 

@@ -22,7 +22,7 @@ use super::world::{Catalogue, ScenarioError};
 pub enum TrialsError {
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
-    #[error("model {path}: {source}")]
+    #[error("model {path}")]
     Model {
         path: String,
         #[source]

@@ -18,14 +18,28 @@ use super::rng::SimRng;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    #[error("scenario file {path}: {source}")]
+    #[error("scenario file {path}: cannot read")]
     Read {
         path: String,
         #[source]
         source: std::io::Error,
     },
+    /// toml's message carries the line, column and key.
+    #[error("scenario file {path}")]
+    Parse {
+        path: String,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
     #[error("scenario file {path}: {message}")]
-    Parse { path: String, message: String },
+    Format { path: String, message: String },
+    #[error("scenario file {path}: scenario {scenario}")]
+    Spec {
+        path: String,
+        scenario: String,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
     #[error("scenario file {path}: scenario {scenario}: {message}")]
     Invalid {
         path: String,
@@ -300,11 +314,14 @@ fn deep_merge(into: &mut toml::Table, over: &toml::Table) -> Result<(), String> 
 
 impl ScenarioFile {
     pub fn parse(text: &str, path: &str) -> Result<Self, ScenarioError> {
-        let perr = |message: String| ScenarioError::Parse {
+        let perr = |message: String| ScenarioError::Format {
             path: path.to_string(),
             message,
         };
-        let raw: RawScenarioFile = toml::from_str(text).map_err(|e| perr(e.to_string()))?;
+        let raw: RawScenarioFile = toml::from_str(text).map_err(|source| ScenarioError::Parse {
+            path: path.to_string(),
+            source: Box::new(source),
+        })?;
         let order: Vec<String> = if raw.axis_order.is_empty() {
             raw.axes.keys().cloned().collect()
         } else {
@@ -411,7 +428,7 @@ impl ScenarioFile {
         // A regular file of sane size: not a FIFO that blocks, not /dev/zero.
         let meta = std::fs::metadata(path).map_err(read_err)?;
         if !meta.is_file() || meta.len() > MAX_SCENARIO_FILE_BYTES {
-            return Err(ScenarioError::Parse {
+            return Err(ScenarioError::Format {
                 path: path.display().to_string(),
                 message: format!("not a regular file of at most {MAX_SCENARIO_FILE_BYTES} bytes"),
             });
@@ -487,9 +504,14 @@ impl ScenarioFile {
                 *s = s.replace(&format!("{{{a}}}"), v);
             }
         }
-        let spec: ScenarioSpec = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        let spec: ScenarioSpec =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|source: toml::de::Error| ScenarioError::Spec {
+                    path: self.path.clone(),
+                    scenario: name.to_string(),
+                    source: Box::new(source),
+                })?;
         validate(&spec).map_err(invalid)?;
         Ok((spec, combo.to_vec()))
     }
@@ -1127,13 +1149,15 @@ mod tests {
     #[test]
     fn bad_scenario_files_name_the_fault() {
         let e = ScenarioFile::parse("name = \"x\"\n[base]\nbogus = 1\n", "f.toml").unwrap_err();
-        assert!(e.to_string().contains("f.toml"), "{e}");
+        let e = crate::error::report(&e);
+        assert!(e.contains("f.toml"), "{e}");
         let e = ScenarioFile::parse("name = \"x\"", "g.toml").unwrap_err();
-        assert!(e.to_string().contains("base"), "{e}");
+        let e = crate::error::report(&e);
+        assert!(e.contains("base"), "{e}");
         let mut text = BUILTIN_SCENARIOS[0].1.to_string();
         text = text.replace("time_limit_s = 30.0", "time_limit_s = -1.0");
-        let e = ScenarioFile::parse(&text, "h.toml").unwrap_err();
-        assert!(e.to_string().contains("time_limit_s"), "{e}");
+        let e = crate::error::report(&ScenarioFile::parse(&text, "h.toml").unwrap_err());
+        assert!(e.contains("time_limit_s"), "{e}");
     }
 
     #[test]

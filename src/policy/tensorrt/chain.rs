@@ -139,7 +139,7 @@ impl GpuChain {
         if self.pending.take().is_none() {
             return Err(PolicyError::Backend {
                 stage: "tensorrt",
-                message: "infer without a frame".into(),
+                source: "infer without a frame".into(),
             });
         }
         let count = self.slots.window_slots(&mut self.window_slots);

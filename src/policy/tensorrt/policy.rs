@@ -312,7 +312,7 @@ pub(super) fn backend(stage: &'static str) -> impl Fn(TrtError) -> PolicyError {
         TrtError::Policy(p) => p,
         other => PolicyError::Backend {
             stage,
-            message: other.to_string(),
+            source: Box::new(other),
         },
     }
 }

@@ -38,7 +38,7 @@ pub enum TrtError {
     NotBuilt { role: &'static str, path: String },
     #[error(transparent)]
     Check(#[from] EngineCheckError),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: String,
         source: std::io::Error,
