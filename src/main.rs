@@ -254,6 +254,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Command the wheels to stop over the configured link, then exit.
+    ///
+    /// For systemd's ExecStopPost: after the controller has ended for any
+    /// reason (also SIGKILL or a crash), this opens the wheel link again and
+    /// sends stop frames. With the in-process emulator there is nothing to do.
+    Stop {
+        /// TOML configuration (the controller's); default: built-in hardware-free config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// On-robot acceptance checks: run after installing, after any change.
     ///
     /// Checks, each pass / FAIL / skip with the reason: systemd (unit enabled,
@@ -463,6 +473,7 @@ fn main() -> ExitCode {
             record,
             json,
         } => cli::run::run(config.as_deref(), duration_s, record, json),
+        Command::Stop { config } => cli::stop::run(config.as_deref()),
         Command::Calib {
             port,
             baud,

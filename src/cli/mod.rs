@@ -26,6 +26,7 @@ pub mod eval;
 pub mod preprocess;
 pub mod run;
 pub mod sim;
+pub mod stop;
 
 /// An error that means "the input is wrong" (exit 2) rather than "something
 /// failed" (exit 1). It keeps the error it marks, causes included.

@@ -2,6 +2,7 @@
 //! serial port (`slcan.rs`), the link worker thread, and an in-tree board
 //! emulator on a pty (`emulator.rs`) for tests and the default config.
 
+pub mod crash_guard;
 pub mod emulator;
 pub mod slcan;
 

@@ -89,14 +89,17 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 pub struct Slcan {
     config: SlcanConfig,
-    port: Option<Box<dyn serialport::SerialPort>>,
+    port: Option<serialport::TTYPort>,
     backoff: Backoff,
     pub reconnects: u64,
 }
 
 impl Slcan {
-    /// Open and initialise the adapter; fails if it does not answer.
+    /// Open and initialise the adapter; fails if it does not answer. Installs
+    /// the process's [crash guard](super::crash_guard) first (once), so no
+    /// real wheel link is ever open without it.
     pub fn open(config: SlcanConfig) -> Result<Self, LinkError> {
+        super::crash_guard::install();
         let mut s = Self {
             config,
             port: None,
@@ -117,8 +120,10 @@ impl Slcan {
     fn connect(&mut self) -> Result<(), LinkError> {
         let port = serialport::new(&self.config.port, self.config.baud)
             .timeout(self.config.reply_timeout)
-            .open()
+            .open_native()
             .map_err(|e| self.io_err(e))?;
+        // From here a crash of the process writes stop frames to this port.
+        super::crash_guard::arm(std::os::fd::AsRawFd::as_raw_fd(&port));
         self.port = Some(port);
         // Close first: the adapter may still be open from a crashed run; its
         // answer (OK or BEL when already closed) does not matter.
@@ -187,8 +192,14 @@ impl Slcan {
     }
 
     fn drop_port(&mut self) {
-        self.port = None;
+        self.close_port();
         self.backoff.failed(Instant::now());
+    }
+
+    fn close_port(&mut self) {
+        if let Some(port) = self.port.take() {
+            super::crash_guard::disarm(std::os::fd::AsRawFd::as_raw_fd(&port));
+        }
     }
 
     fn send_frame(&mut self, wheels: [u8; 3]) -> Result<(), LinkError> {
@@ -227,6 +238,12 @@ impl MotorLink for Slcan {
             self.drop_port();
         }
         r
+    }
+}
+
+impl Drop for Slcan {
+    fn drop(&mut self) {
+        self.close_port();
     }
 }
 
