@@ -214,10 +214,19 @@ fn replay_of_missing_or_non_hdf5_episodes_is_refused_before_anything_moves() {
         .status()
         .unwrap()
         .success());
+    // A damaged global heap (the variable-length strings of
+    // `action_event_types`): libhdf5 1.10 segfaulted in H5HG_read on it, after
+    // the motor loop had started, with no stop frame sent.
+    let corrupt_heap = dir.path().join("corrupt_heap.h5");
+    std::fs::write(&corrupt_heap, corrupt_first_heap_object(&fixture_episode())).unwrap();
     for (episode, needle) in [
         (dir.path().join("missing.h5"), "missing.h5"),
         (text_file, "notes.h5"),
         (fifo, "not a regular file"),
+        (
+            corrupt_heap.clone(),
+            "corrupt_heap.h5: the HDF5 library crashed reading it",
+        ),
     ] {
         let root = env!("CARGO_MANIFEST_DIR");
         let text = std::fs::read_to_string(format!("{root}/src/default_config.toml"))
@@ -246,6 +255,57 @@ fn replay_of_missing_or_non_hdf5_episodes_is_refused_before_anything_moves() {
             "{needle}: refused at start"
         );
     }
+}
+
+fn fixture_episode() -> Vec<u8> {
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/episodes/episode_20250102_093000_v3_right.h5"
+    ))
+    .unwrap()
+}
+
+/// The file with the size of the first object in its HDF5 global heap
+/// collection (`GCOL`: 16-byte header, then objects of index u16, refcount
+/// u16, reserved u32, size u64, data) made huge (HDF5 file format spec, III.E).
+fn corrupt_first_heap_object(file: &[u8]) -> Vec<u8> {
+    let gcol = file
+        .windows(4)
+        .position(|w| w == b"GCOL")
+        .expect("the episode has a global heap");
+    let first_object = gcol + 16;
+    assert_eq!(
+        u16::from_le_bytes([file[first_object], file[first_object + 1]]),
+        1,
+        "object 1 starts the collection"
+    );
+    let mut out = file.to_vec();
+    out[first_object + 8 + 5] = 0x80;
+    out
+}
+
+/// `mvla eval` on the same damaged file: refused by name (exit 2), the
+/// process alive to say so.
+#[test]
+fn eval_of_an_episode_that_crashes_libhdf5_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("episode_bad_heap.h5");
+    std::fs::write(&bad, corrupt_first_heap_object(&fixture_episode())).unwrap();
+    let out = mvla()
+        .args(["eval", "--model"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tiny_model"
+        ))
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("episode_bad_heap.h5: the HDF5 library crashed reading it (signal 11)"),
+        "{err}"
+    );
 }
 
 /// Regression: shutdown waited for the replay source's sleep, so a long

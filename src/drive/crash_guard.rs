@@ -72,6 +72,16 @@ pub fn disarm(fd: RawFd) {
     let _ = PORT_FD.compare_exchange(fd, -1, Ordering::SeqCst, Ordering::SeqCst);
 }
 
+/// In a forked child (the episode probe): never write to the parent's port,
+/// and die of a fatal signal quietly (the parent reports it).
+pub fn forget_in_child() {
+    PORT_FD.store(-1, Ordering::SeqCst);
+    for sig in FATAL_SIGNALS {
+        // SAFETY: restoring the default action; signal(2) is async-signal-safe.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}
+
 /// The descriptor the handler would write to now (-1 = none).
 pub fn armed_fd() -> RawFd {
     PORT_FD.load(Ordering::SeqCst)

@@ -47,6 +47,28 @@ pub enum EpisodeError {
         frames: usize,
         actions: usize,
     },
+    #[error("{path}: cannot read")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a regular file")]
+    NotAFile { path: String },
+    #[error("{path}: the HDF5 library crashed reading it (signal {signal}): the file is corrupt")]
+    ReadCrashed { path: String, signal: i32 },
+    #[error("{path}: the reader ended with status {status} (a panic) reading it")]
+    ReadExited { path: String, status: i32 },
+    #[error("{path}: reading it took longer than {seconds} s (the HDF5 library hangs on it): the file is corrupt")]
+    ReadHung { path: String, seconds: f64 },
+    #[error("{path}: dataset `{key}` has {value} {what}, more than the {max} this reader accepts")]
+    TooLarge {
+        path: String,
+        key: String,
+        what: &'static str,
+        value: usize,
+        max: usize,
+    },
     #[error("{path}: frame {index} is out of range (episode has {frames})")]
     FrameIndex {
         path: String,
@@ -160,8 +182,25 @@ fn read_instruction(ds: &hdf5::Dataset) -> Result<String, String> {
         .ok_or_else(|| "empty dataset".to_string())
 }
 
+/// Largest frame side accepted (8K video is 7680×4320): a corrupt or hostile
+/// file claiming 60000×60000 is refused before a frame buffer is allocated.
+pub const MAX_FRAME_SIDE: usize = 8192;
+/// Most frames (and action rows) accepted: a 30 fps session of 90 hours. The
+/// actions and event types are read whole; 10⁷ rows are 120 MB of actions.
+pub const MAX_FRAMES: usize = 10_000_000;
+
 impl Episode {
+    /// Open an episode: read it completely in a throw-away child process
+    /// first ([`super::probe`]: a file that crashes or hangs libhdf5 is an
+    /// error, not the end of the controller), then in this process.
     pub fn open(path: &Path) -> Result<Self, EpisodeError> {
+        super::probe::check_in_child(path)?;
+        Self::open_in_process(path)
+    }
+
+    /// Open an episode with libhdf5 in this process, without the child check
+    /// (the child itself uses this).
+    pub fn open_in_process(path: &Path) -> Result<Self, EpisodeError> {
         let shown = path.display().to_string();
         let file = hdf5::File::open(path).map_err(|source| EpisodeError::Open {
             path: shown.clone(),
@@ -207,6 +246,24 @@ impl Episode {
         if height == 0 || width == 0 {
             return Err(ds_err(key, format!("empty frames {height}x{width}")));
         }
+        let too_large = |key: &str, what, value, max| EpisodeError::TooLarge {
+            path: shown.clone(),
+            key: key.to_string(),
+            what,
+            value,
+            max,
+        };
+        if height > MAX_FRAME_SIDE || width > MAX_FRAME_SIDE {
+            return Err(too_large(
+                key,
+                "pixels on a frame side",
+                height.max(width),
+                MAX_FRAME_SIDE,
+            ));
+        }
+        if frames > MAX_FRAMES {
+            return Err(too_large(key, "frames", frames, MAX_FRAMES));
+        }
 
         let order_attr = read_string_attr(&images, "channel_order")
             .or_else(|| read_string_attr(&images, "color_order"))
@@ -223,6 +280,23 @@ impl Episode {
         };
 
         let actions_ds = file.dataset("actions").map_err(|e| h5_err("actions", e))?;
+        // The shape before the read: a corrupt row count is an error, not an
+        // allocation of whatever it claims.
+        let actions_shape = actions_ds.shape();
+        if actions_shape.len() != 2 || !(2..=3).contains(&actions_shape[1]) {
+            return Err(ds_err(
+                "actions",
+                format!("shape {actions_shape:?}, expected (N, 3)"),
+            ));
+        }
+        if actions_shape[0] != frames {
+            return Err(EpisodeError::LengthMismatch {
+                path: shown,
+                images: key.to_string(),
+                frames,
+                actions: actions_shape[0],
+            });
+        }
         let actions_arr = actions_ds
             .read_2d::<f32>()
             .map_err(|e| h5_err("actions (expected (N, 3) float32)", e))?;
@@ -246,10 +320,26 @@ impl Episode {
             });
         }
         let event_types = match file.dataset("action_event_types") {
+            Ok(ds) if ds.size() > MAX_FRAMES => {
+                return Err(too_large(
+                    "action_event_types",
+                    "rows",
+                    ds.size(),
+                    MAX_FRAMES,
+                ))
+            }
             Ok(ds) => read_strings(&ds).map_err(|m| ds_err("action_event_types", m))?,
             Err(_) => Vec::new(),
         };
         let instruction = match file.dataset("language_instruction") {
+            Ok(ds) if ds.size() > MAX_FRAMES => {
+                return Err(too_large(
+                    "language_instruction",
+                    "rows",
+                    ds.size(),
+                    MAX_FRAMES,
+                ))
+            }
             Ok(ds) => Some(read_instruction(&ds).map_err(|m| ds_err("language_instruction", m))?),
             Err(_) => None,
         };

@@ -2,6 +2,7 @@
 //! and incremental writer) and session recording.
 
 pub mod episode;
+pub mod probe;
 pub mod session;
 pub mod writer;
 
