@@ -445,6 +445,49 @@ impl Config {
                 ))
             }
         };
+        // Every numeric key has a documented range (crate::bounds): outside
+        // it the key is refused, never clamped.
+        let bounded = |key: &'static str, v: f64| -> Result<(), ConfigError> {
+            crate::bounds::check(key, v).map_err(|m| invalid(key, m))
+        };
+        let bounded_u = |key: &'static str, v: u64| -> Result<(), ConfigError> {
+            crate::bounds::check_u64(key, v).map_err(|m| invalid(key, m))
+        };
+        if let Some(ms) = raw.model.step_ms {
+            bounded_u("model.step_ms", ms)?;
+        }
+        bounded_u(
+            "inference.no_frame_timeout_ms",
+            raw.inference.no_frame_timeout_ms,
+        )?;
+        bounded_u(
+            "inference.history_capacity",
+            raw.inference.history_capacity as u64,
+        )?;
+        bounded_u("inference.budget_ms", raw.inference.budget_ms)?;
+        let m = &raw.motor;
+        bounded_u("motor.loop_hz", u64::from(m.loop_hz))?;
+        bounded_u("motor.max_action_age_ms", m.max_action_age_ms)?;
+        bounded_u("motor.crossfade_ms", m.crossfade_ms)?;
+        for (key, v) in [
+            ("motor.throttle_pct", m.throttle_pct),
+            ("motor.deadzone", m.deadzone),
+            ("motor.offset_slew_per_s", m.offset_slew_per_s),
+            ("motor.velocity_scale_m_s", m.velocity_scale_m_s),
+            ("motor.max_linear_m_s", m.max_linear_m_s),
+            ("motor.max_angular_rad_s", m.max_angular_rad_s),
+            ("motor.max_wheel_rad_s", m.max_wheel_rad_s),
+            ("motor.max_linear_accel_m_s2", m.max_linear_accel_m_s2),
+            ("motor.max_angular_accel_rad_s2", m.max_angular_accel_rad_s2),
+            ("motor.max_linear_jerk_m_s3", m.max_linear_jerk_m_s3),
+            ("motor.stop_decel_m_s2", m.stop_decel_m_s2),
+        ] {
+            bounded(key, v)?;
+        }
+        if let Some(sl) = &m.slcan {
+            bounded_u("motor.slcan.baud", u64::from(sl.baud))?;
+            bounded_u("motor.slcan.reply_timeout_ms", sl.reply_timeout_ms)?;
+        }
         let resolve = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()
@@ -462,6 +505,9 @@ impl Config {
                 })?;
                 if r.episodes.is_empty() {
                     return Err(invalid("capture.replay.episodes", "empty".into()));
+                }
+                if let Some(ms) = r.interval_ms {
+                    bounded_u("capture.replay.interval_ms", ms)?;
                 }
                 CaptureConfig::Replay {
                     episodes: r.episodes.iter().map(|p| resolve(p)).collect(),
@@ -486,19 +532,15 @@ impl Config {
                         format!("{:?} (supported: YUYV, MJPG, NV12)", v.pixel_format),
                     )
                 })?;
-                if v.width == 0 || v.height == 0 || v.width % 2 != 0 {
+                bounded_u("capture.v4l2.width", u64::from(v.width))?;
+                bounded_u("capture.v4l2.height", u64::from(v.height))?;
+                bounded_u("capture.v4l2.fps", u64::from(v.fps))?;
+                bounded_u("capture.v4l2.buffers", u64::from(v.buffers))?;
+                bounded_u("capture.v4l2.stall_timeout_ms", v.stall_timeout_ms)?;
+                if v.width % 2 != 0 {
                     return Err(invalid(
                         "capture.v4l2.width",
-                        format!("{}x{} (even width, non-zero)", v.width, v.height),
-                    ));
-                }
-                if v.fps == 0 {
-                    return Err(invalid("capture.v4l2.fps", "must be positive".into()));
-                }
-                if v.buffers < 2 {
-                    return Err(invalid(
-                        "capture.v4l2.buffers",
-                        format!("{} (at least 2)", v.buffers),
+                        format!("{} (even: YUYV pixels come in pairs)", v.width),
                     ));
                 }
                 let rotation_override = match v.rotation_deg {
@@ -519,7 +561,7 @@ impl Config {
                         format,
                         buffers: v.buffers,
                         rotation: rotation_override.unwrap_or(Rotation::None),
-                        stall_timeout: Duration::from_millis(v.stall_timeout_ms.max(1)),
+                        stall_timeout: Duration::from_millis(v.stall_timeout_ms),
                     },
                     rotation_override,
                 }
@@ -542,13 +584,12 @@ impl Config {
                 }
                 // At least 5 fps: the camera thread sleeps one period between
                 // frames, and shutdown must not wait longer than 200 ms for it.
-                if !(v.fps.is_finite() && (5.0..=120.0).contains(&v.fps)) {
-                    return Err(invalid("capture.sim.fps", format!("{} (5..=120)", v.fps)));
-                }
+                bounded("capture.sim.fps", v.fps)?;
                 for (key, n) in [
                     ("capture.sim.width", v.width),
                     ("capture.sim.height", v.height),
                 ] {
+                    bounded_u(key, u64::from(n))?;
                     if !crate::sim::render::frame_dim_ok(n as usize) {
                         return Err(invalid(key, format!("{n} (even, 16..=4096)")));
                     }
@@ -598,25 +639,7 @@ impl Config {
                 ))
             }
         };
-        if raw.inference.no_frame_timeout_ms == 0 {
-            return Err(invalid(
-                "inference.no_frame_timeout_ms",
-                "must be positive".into(),
-            ));
-        }
-        if !(1..=2000).contains(&raw.motor.loop_hz) {
-            return Err(invalid(
-                "motor.loop_hz",
-                format!("{} (1..=2000)", raw.motor.loop_hz),
-            ));
-        }
-        if raw.motor.max_action_age_ms == 0 {
-            return Err(invalid(
-                "motor.max_action_age_ms",
-                "must be positive".into(),
-            ));
-        }
-        let m = &raw.motor;
+
         let mode = match m.mode.as_str() {
             "direction_throttle" => crate::control::motor::DriveMode::DirectionThrottle,
             "velocity" => crate::control::motor::DriveMode::Velocity,
@@ -627,36 +650,6 @@ impl Config {
                 ))
             }
         };
-        let positive = [
-            ("motor.throttle_pct", m.throttle_pct),
-            ("motor.velocity_scale_m_s", m.velocity_scale_m_s),
-            ("motor.max_linear_m_s", m.max_linear_m_s),
-            ("motor.max_angular_rad_s", m.max_angular_rad_s),
-            ("motor.max_wheel_rad_s", m.max_wheel_rad_s),
-            ("motor.max_linear_accel_m_s2", m.max_linear_accel_m_s2),
-            ("motor.max_angular_accel_rad_s2", m.max_angular_accel_rad_s2),
-            ("motor.max_linear_jerk_m_s3", m.max_linear_jerk_m_s3),
-            ("motor.stop_decel_m_s2", m.stop_decel_m_s2),
-        ];
-        for (key, v) in positive {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(invalid(key, format!("{v} must be positive")));
-            }
-        }
-        if m.throttle_pct > 58.0 {
-            // 58 % keeps the vendor formula's largest offset (1.366 W) within ±80.
-            return Err(invalid(
-                "motor.throttle_pct",
-                format!("{} (at most 58)", m.throttle_pct),
-            ));
-        }
-        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
-        if !(non_negative(m.deadzone) && non_negative(m.offset_slew_per_s)) {
-            return Err(invalid(
-                "motor.deadzone",
-                "deadzone and offset_slew_per_s must be >= 0".into(),
-            ));
-        }
         let link = match m.link.as_str() {
             "emulator" => LinkConfig::Emulator,
             "slcan" => {
@@ -681,7 +674,7 @@ impl Config {
                     port: sl.port.clone(),
                     baud: sl.baud,
                     bitrate_code: code,
-                    reply_timeout: Duration::from_millis(sl.reply_timeout_ms.max(1)),
+                    reply_timeout: Duration::from_millis(sl.reply_timeout_ms),
                 })
             }
             other => {
@@ -728,9 +721,6 @@ impl Config {
                 ));
             }
         }
-        if raw.model.step_ms == Some(0) {
-            return Err(invalid("model.step_ms", "must be positive".into()));
-        }
         // The simulated camera sits on the simulated base, which lives behind
         // the board emulator: a real adapter would drive a robot the camera
         // does not see.
@@ -746,7 +736,7 @@ impl Config {
             step_override: raw.model.step_ms.map(Duration::from_millis),
             capture,
             no_frame_timeout: Duration::from_millis(raw.inference.no_frame_timeout_ms),
-            history_capacity: raw.inference.history_capacity.max(1),
+            history_capacity: raw.inference.history_capacity,
             budget: Duration::from_millis(raw.inference.budget_ms),
             preprocess: match raw.inference.preprocess.as_str() {
                 "cpu" => crate::preprocess::Backend::Cpu,
@@ -946,5 +936,117 @@ mod tests {
             let e = load(bad).unwrap_err().to_string();
             assert!(e.contains("priority") && e.contains("0..=99"), "{e}");
         }
+    }
+
+    /// Every bounded key of the run config: its bounds pass, one step past
+    /// either bound is refused naming the key (never clamped). Regression:
+    /// `max_action_age_ms = 2^63`, `deadzone = 1e9` and
+    /// `velocity_scale_m_s = 1e308` were accepted (that run moved).
+    #[test]
+    fn every_numeric_key_is_refused_outside_its_documented_range() {
+        // The table a key lives in, with what that table needs besides it.
+        fn config_with(key: &str, value: &str) -> String {
+            let (table, leaf) = key.rsplit_once('.').unwrap();
+            let model = "[model]\ndir = \"m\"\n";
+            let replay = "[capture]\nsource = \"replay\"\n[capture.replay]\nepisodes = [\"e\"]\n";
+            let v4l2 = "[capture]\nsource = \"v4l2\"\n[capture.v4l2]\ndevice = \"/dev/video0\"\nwidth = 640\nheight = 480\nfps = 30\npixel_format = \"YUYV\"\n";
+            let sim = "[capture]\nsource = \"sim\"\n[capture.sim]\nscenario = \"1box_hori_left_core_medium\"\n";
+            let set = |text: &str, header: &str| {
+                // Put `leaf = value` right under its table header, replacing a default.
+                let mut out = String::new();
+                let mut in_table = false;
+                for line in text.lines() {
+                    if line.starts_with('[') {
+                        if in_table {
+                            in_table = false;
+                        }
+                        if line == header {
+                            out.push_str(line);
+                            out.push('\n');
+                            out.push_str(&format!("{leaf} = {value}\n"));
+                            in_table = true;
+                            continue;
+                        }
+                    } else if in_table && line.split('=').next().unwrap().trim() == leaf {
+                        continue;
+                    }
+                    out.push_str(line);
+                    out.push('\n');
+                }
+                out
+            };
+            match table {
+                "model" => set(&format!("{model}{replay}"), "[model]"),
+                "capture.replay" => set(&format!("{model}{replay}"), "[capture.replay]"),
+                "capture.v4l2" => set(&format!("{model}{v4l2}"), "[capture.v4l2]"),
+                "capture.sim" => set(&format!("{model}{sim}"), "[capture.sim]"),
+                "inference" => set(&format!("{model}{replay}[inference]\n"), "[inference]"),
+                "motor" => set(&format!("{model}{replay}[motor]\n"), "[motor]"),
+                "motor.slcan" => set(
+                    &format!("{model}{replay}[motor]\nlink = \"slcan\"\n[motor.slcan]\nport = \"/dev/null\"\n"),
+                    "[motor.slcan]",
+                ),
+                other => panic!("no base config for table {other}"),
+            }
+        }
+        // Integer keys (TOML integers); the motor's physical limits are floats.
+        let integer = |key: &str| {
+            key != "capture.sim.fps"
+                && (!key.starts_with("motor.")
+                    || key.ends_with("_hz")
+                    || key.ends_with("_ms")
+                    || key.starts_with("motor.slcan."))
+        };
+        let mut checked = 0;
+        for r in crate::bounds::RANGES
+            .iter()
+            .filter(|r| !r.key.starts_with("model.json:"))
+        {
+            let int = integer(r.key);
+            let show = |v: f64| {
+                if int {
+                    format!("{}", v as u64)
+                } else {
+                    format!("{v:?}")
+                }
+            };
+            let step = if int { 1.0 } else { r.hi.abs().max(1.0) * 1e-6 };
+            // Width/height keys also need even values: test with even ones.
+            let even = r.key.ends_with("width") || r.key.ends_with("height");
+            let (lo, hi) = (r.lo, r.hi);
+            for ok in [lo, hi] {
+                let text = config_with(r.key, &show(ok));
+                if let Err(e) = Config::from_toml(&text, "t.toml", Path::new("/")) {
+                    let e = crate::error::report(&e);
+                    // Only the key's own range may be what is wrong.
+                    assert!(
+                        !e.contains(r.key),
+                        "{} = {} refused: {e}\n{text}",
+                        r.key,
+                        show(ok)
+                    );
+                }
+            }
+            let mut outside = vec![hi + if even { 2.0 } else { step }];
+            if lo - step >= 0.0 || !int {
+                outside.push(lo - if even && lo >= 2.0 { 2.0 } else { step });
+            }
+            if !int {
+                outside.push(1e308);
+            }
+            for bad in outside {
+                if int && bad < 0.0 {
+                    continue;
+                }
+                let text = config_with(r.key, &show(bad));
+                let e = Config::from_toml(&text, "t.toml", Path::new("/"))
+                    .map(|_| ())
+                    .unwrap_err();
+                let e = crate::error::report(&e);
+                assert!(e.contains(r.key), "{} = {}: {e}\n{text}", r.key, show(bad));
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "{checked}");
     }
 }

@@ -6,6 +6,7 @@
 pub mod action;
 pub mod backoff;
 pub mod bench;
+pub mod bounds;
 pub mod capture;
 pub mod channel;
 pub mod clock;

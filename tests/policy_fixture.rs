@@ -228,3 +228,36 @@ fn a_model_json_that_disagrees_with_its_graphs_is_refused_at_load() {
         assert!(err.contains(says), "{key}: {err}");
     }
 }
+
+/// Every bounded model.json key: one past its range is refused at load,
+/// naming the key. Regression: `window = 1000000` hung start-up (a head plan
+/// per window length); `feature_dim` near 2^64 aborted on "capacity overflow".
+#[test]
+fn model_json_numbers_outside_their_documented_range_are_refused() {
+    let original = std::fs::read_to_string(tiny_model().join("model.json")).unwrap();
+    let mut checked = 0;
+    for r in mvla::bounds::RANGES {
+        let Some(key) = r.key.strip_prefix("model.json:") else {
+            continue;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        copy_model(dir.path());
+        let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
+        let mut slot = &mut v;
+        for part in key.split('.') {
+            slot = &mut slot[part];
+        }
+        *slot = if key == "prompt.input_ids" {
+            serde_json::Value::Array(vec![1.into(); r.hi as usize + 1])
+        } else if slot.is_f64() {
+            (r.hi * 2.0).into()
+        } else {
+            (r.hi as u64 + 1).into()
+        };
+        std::fs::write(dir.path().join("model.json"), v.to_string()).unwrap();
+        let msg = mvla::error::report(&ModelMeta::load(dir.path()).unwrap_err());
+        assert!(msg.contains(&format!("`{key}`")), "{key}: {msg}");
+        checked += 1;
+    }
+    assert!(checked >= 9, "{checked}");
+}

@@ -284,6 +284,56 @@ fn corrupt_first_heap_object(file: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The file with one heap object's size grown by 256 bytes: the object
+/// whose data starts with `prefix` (objects are 8-byte aligned, after the
+/// 16-byte collection header).
+fn grow_heap_object(file: &[u8], prefix: &[u8]) -> Vec<u8> {
+    let gcol = file.windows(4).position(|w| w == b"GCOL").unwrap();
+    let mut at = gcol + 16;
+    loop {
+        let index = u16::from_le_bytes([file[at], file[at + 1]]);
+        assert_ne!(index, 0, "no heap object starting with {prefix:?}");
+        let size = u64::from_le_bytes(file[at + 8..at + 16].try_into().unwrap()) as usize;
+        if file[at + 16..].starts_with(prefix) {
+            let mut out = file.to_vec();
+            out[at + 9] += 1;
+            return out;
+        }
+        at += 16 + size.div_ceil(8) * 8;
+    }
+}
+
+/// A damaged heap object that makes libhdf5 1.10 spin forever: the probe
+/// child makes no progress, is killed after the stall timeout, and the file
+/// is refused by name.
+#[test]
+fn eval_of_an_episode_that_hangs_libhdf5_ends_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("episode_spins.h5");
+    std::fs::write(&bad, grow_heap_object(&fixture_episode(), b"episode_2")).unwrap();
+    let t = std::time::Instant::now();
+    let out = mvla()
+        .args(["eval", "--model"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tiny_model"
+        ))
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("episode_spins.h5: reading it made no progress for 10 s"),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(40),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
 /// `mvla eval` on the same damaged file: refused by name (exit 2), the
 /// process alive to say so.
 #[test]

@@ -192,14 +192,26 @@ impl ModelMeta {
                 format!("{:?} must be positive", raw.image.std),
             ));
         }
-        if raw.image.width == 0 || raw.image.height == 0 {
-            return Err(invalid("image.width", "zero-sized model input".into()));
+        // Each numeric key within its documented range (crate::bounds).
+        for (key, v) in [
+            ("image.width", raw.image.width),
+            ("image.height", raw.image.height),
+            ("window", raw.window),
+            ("chunk", raw.chunk),
+            ("backbone.feature_dim", raw.backbone.feature_dim),
+            ("prompt.input_ids", raw.prompt.input_ids.len()),
+        ] {
+            crate::bounds::check_u64(&format!("model.json:{key}"), v as u64)
+                .map_err(|m| invalid(key, m))?;
         }
-        if raw.window == 0 {
-            return Err(invalid("window", "must be at least 1".into()));
-        }
-        if raw.chunk == 0 {
-            return Err(invalid("chunk", "must be at least 1".into()));
+        crate::bounds::check_u64("model.json:step_ms", raw.step_ms)
+            .map_err(|m| invalid("step_ms", m))?;
+        for (key, v) in [
+            ("action_scale", raw.action_scale),
+            ("action_clip", raw.action_clip),
+        ] {
+            crate::bounds::check(&format!("model.json:{key}"), f64::from(v))
+                .map_err(|m| invalid(key, m))?;
         }
         // The motor side carries chunks in fixed buffers; a longer chunk
         // would be cut short, so it is refused here, at load.

@@ -59,7 +59,7 @@ pub enum EpisodeError {
     ReadCrashed { path: String, signal: i32 },
     #[error("{path}: the reader ended with status {status} (a panic) reading it")]
     ReadExited { path: String, status: i32 },
-    #[error("{path}: reading it took longer than {seconds} s (the HDF5 library hangs on it): the file is corrupt")]
+    #[error("{path}: reading it made no progress for {seconds} s (the HDF5 library hangs on it): the file is corrupt")]
     ReadHung { path: String, seconds: f64 },
     #[error("{path}: dataset `{key}` has {value} {what}, more than the {max} this reader accepts")]
     TooLarge {

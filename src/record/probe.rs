@@ -29,10 +29,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::episode::{Episode, EpisodeError};
 
-/// Longest the child may take to read one episode. A 50 MB, 18-frame 720p
-/// episode reads in well under a second here; 60 s leaves room for a slow SD
-/// card and still ends a read that libhdf5 loops on.
-pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest the child may go without progress (opening the file, then each
+/// frame). One 720p frame decompresses in a few ms here; 10 s leaves room
+/// for a slow SD card and still ends a read that libhdf5 loops on (a mutated
+/// episode made it spin for good). Progress, not the total: a long session
+/// recording legitimately takes minutes to read whole.
+pub const CHILD_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Files already checked: (size, modification time) when they passed.
 static CHECKED: Mutex<Option<HashMap<PathBuf, (u64, SystemTime)>>> = Mutex::new(None);
@@ -47,7 +49,7 @@ const CHILD_PANICKED: i32 = 101;
 /// the reader returned an error (the in-process reader returns it again, with
 /// its structure). A crash or hang of the child is an error here.
 pub fn check_in_child(path: &Path) -> Result<(), EpisodeError> {
-    check_with_timeout(path, CHILD_TIMEOUT)
+    check_with_timeout(path, CHILD_STALL_TIMEOUT)
 }
 
 fn check_with_timeout(path: &Path, timeout: Duration) -> Result<(), EpisodeError> {
@@ -76,18 +78,24 @@ fn check_with_timeout(path: &Path, timeout: Duration) -> Result<(), EpisodeError
 
 /// What the child does: everything the runtime reads. Its exit status is
 /// the verdict; it never returns.
-fn child_main(path: &Path) -> ! {
+fn child_main(path: &Path, progress: OwnedFd) -> ! {
     // The child must not write stop frames to the parent's wheel link if it
     // crashes: that is the parent's port, in use by its link thread.
     crate::drive::crash_guard::forget_in_child();
     // A panic must not unwind into the parent's frames copied into the child.
+    let tick = || {
+        // SAFETY: write(2) of one byte from a valid buffer to our pipe.
+        unsafe { libc::write(progress.as_raw_fd(), b".".as_ptr().cast(), 1) };
+    };
     let status = std::panic::catch_unwind(|| match Episode::open_in_process(path) {
         Ok(ep) => {
+            tick();
             let mut frame = Vec::new();
             for i in 0..ep.frames {
                 if ep.read_frame(i, &mut frame).is_err() {
                     return CHILD_READ_ERROR;
                 }
+                tick();
             }
             0
         }
@@ -100,8 +108,8 @@ fn child_main(path: &Path) -> ! {
 }
 
 fn run_child(path: &Path, shown: &str, timeout: Duration) -> Result<(), EpisodeError> {
-    // A pipe only to notice the child's end without polling waitpid alone:
-    // the write end closes when the child exits, however it exits.
+    // The child writes a byte per step done (its progress) and the write end
+    // closes when it exits, however it exits.
     let mut fds = [0; 2];
     // SAFETY: pipe2 with a valid two-element array.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -125,10 +133,10 @@ fn run_child(path: &Path, shown: &str, timeout: Duration) -> Result<(), EpisodeE
     }
     if pid == 0 {
         drop(read_end);
-        child_main(path);
+        child_main(path, write_end);
     }
     drop(write_end);
-    let deadline = Instant::now() + timeout;
+    let mut deadline = Instant::now() + timeout;
     let mut pipe = std::fs::File::from(read_end);
     let mut status = 0;
     loop {
@@ -156,8 +164,12 @@ fn run_child(path: &Path, shown: &str, timeout: Duration) -> Result<(), EpisodeE
         };
         // SAFETY: poll on one valid pollfd.
         unsafe { libc::poll(&mut pfd, 1, 50) };
-        if pfd.revents & (libc::POLLHUP | libc::POLLIN) != 0 {
-            let _ = pipe.read(&mut [0u8; 16]);
+        if pfd.revents & libc::POLLIN != 0 && pipe.read(&mut [0u8; 256]).is_ok_and(|n| n > 0) {
+            deadline = Instant::now() + timeout;
+        } else if pfd.revents & libc::POLLHUP != 0 {
+            // The child is gone; waitpid reaps it on the next pass (no
+            // busy loop: poll would return at once again).
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
     if libc::WIFSIGNALED(status) {
