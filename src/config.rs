@@ -801,7 +801,7 @@ impl Config {
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let text = crate::textfile::read(path).map_err(|source| ConfigError::Io {
             path: shown.clone(),
             source,
         })?;

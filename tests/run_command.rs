@@ -74,6 +74,51 @@ fn sigterm_shuts_down_cleanly_with_a_summary() {
     );
 }
 
+/// Regression: with the disk full the run ended 0 with one line in the
+/// summary, and the file held 3 image rows but 2 action rows. Now the run
+/// fails (exit 1, the error on stderr) and the file's datasets are in step.
+/// The full disk is a file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored: writes
+/// past it fail with EFBIG, as on a full disk).
+#[test]
+fn a_full_disk_fails_the_run_loudly_and_keeps_the_rows_in_step() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = mvla();
+    cmd.args(["run", "--duration-s", "5", "--record"])
+        .arg(dir.path());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 4_000_000,
+                rlim_max: 4_000_000,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("error: recording"), "{err}");
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "h5"))
+        .expect("an episode file");
+    let ep = Episode::open(&file).unwrap_or_else(|e| panic!("{}", mvla::error::report(&e)));
+    assert!(ep.frames >= 1, "{err}");
+    assert_eq!(ep.actions.len(), ep.frames);
+    assert_eq!(ep.event_types.len(), ep.frames);
+    let mut frame = Vec::new();
+    for i in 0..ep.frames {
+        ep.read_frame(i, &mut frame).unwrap();
+    }
+}
+
 #[test]
 fn a_recording_survives_a_crash() {
     let dir = tempfile::tempdir().unwrap();
@@ -367,7 +412,7 @@ fn sigterm_ends_a_long_replay_interval_promptly() {
     std::fs::write(
         &cfg,
         format!(
-            "[model]\ndir = {:?}\n[capture]\nsource = \"replay\"\n[capture.replay]\nepisodes = [{:?}]\ninterval_ms = 3600000\n",
+            "[model]\ndir = {:?}\n[capture]\nsource = \"replay\"\n[capture.replay]\nepisodes = [{:?}]\ninterval_ms = 60000\n",
             fixtures().join("tiny_model"),
             episodes_dir()
         ),
@@ -380,7 +425,8 @@ fn sigterm_ends_a_long_replay_interval_promptly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The first frame is taken at once; the second is due in an hour.
+    // The first frame is taken at once; the second is due in a minute (the
+    // longest interval_ms accepted).
     std::thread::sleep(Duration::from_millis(2500));
     let sent = std::time::Instant::now();
     signal(&child, libc::SIGTERM);

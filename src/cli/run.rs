@@ -58,6 +58,22 @@ pub fn run(
     } else {
         print_run_summary(&summary);
     }
+    // A recording that failed (disk full, a write error) is a failed run:
+    // said on stderr (the summary may go to a pipe) and in the exit status.
+    if let Some(r) = summary.record.as_ref().filter(|r| !r.errors.is_empty()) {
+        for e in &r.errors {
+            eprintln!("error: recording: {e}");
+        }
+        eprintln!(
+            "error: the recording is incomplete; what was written before the error is kept ({})",
+            r.episodes
+                .iter()
+                .map(|(p, rows)| format!("{p}: {rows} rows"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(1);
+    }
     Ok(0)
 }
 

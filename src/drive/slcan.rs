@@ -82,6 +82,53 @@ pub fn open_sequence(bitrate_code: char) -> [heapless::String<2>; 3] {
     [one('C'), s, one('O')]
 }
 
+/// One complete adapter reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `\r`, or `z\r` / `Z\r` (some firmware's "frame sent").
+    Ok,
+    /// BEL (0x07): the adapter refused the command.
+    Nack,
+    /// Anything else before the CR, or more than 16 bytes without one.
+    Garbage(heapless::Vec<u8, 16>),
+}
+
+/// The adapter's reply, byte by byte (outside data: the fuzz target
+/// `slcan_replies` feeds it arbitrary bytes).
+#[derive(Debug, Default)]
+pub struct ReplyParser {
+    got: heapless::Vec<u8, 16>,
+}
+
+impl ReplyParser {
+    /// Take one byte; the reply once it is complete (the parser is then
+    /// ready for the next one).
+    pub fn push(&mut self, b: u8) -> Option<Reply> {
+        match b {
+            b'\r' => {
+                let reply = match self.got.as_slice() {
+                    [] | [b'z'] | [b'Z'] => Reply::Ok,
+                    _ => Reply::Garbage(self.got.clone()),
+                };
+                self.got.clear();
+                Some(reply)
+            }
+            0x07 => {
+                self.got.clear();
+                Some(Reply::Nack)
+            }
+            b => {
+                if self.got.push(b).is_err() {
+                    let reply = Reply::Garbage(self.got.clone());
+                    self.got.clear();
+                    return Some(reply);
+                }
+                None
+            }
+        }
+    }
+}
+
 /// First reconnect after 100 ms, doubling to 2 s: fast recovery from a USB
 /// glitch without hammering a missing device.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -146,11 +193,11 @@ impl Slcan {
         r.map_err(|e| self.io_err(e))
     }
 
-    /// Read one reply: `\r`, `z\r` or `Z\r` = OK; BEL = error; else garbage.
+    /// Read one reply ([`ReplyParser`]) within the reply timeout.
     fn read_reply(&mut self, command: &str) -> Result<(), LinkError> {
         let timeout = self.config.reply_timeout;
         let deadline = Instant::now() + timeout;
-        let mut got: heapless::Vec<u8, 16> = heapless::Vec::new();
+        let mut parser = ReplyParser::default();
         let port = self.port.as_mut().ok_or(LinkError::Down)?;
         let mut byte = [0u8; 1];
         loop {
@@ -159,23 +206,15 @@ impl Slcan {
             }
             match port.read(&mut byte) {
                 Ok(0) => continue,
-                Ok(_) => match byte[0] {
-                    b'\r' => {
-                        return match got.as_slice() {
-                            [] | [b'z'] | [b'Z'] => Ok(()),
-                            other => Err(LinkError::Garbage(other.to_vec())),
-                        }
-                    }
-                    0x07 => {
+                Ok(_) => match parser.push(byte[0]) {
+                    None => {}
+                    Some(Reply::Ok) => return Ok(()),
+                    Some(Reply::Nack) => {
                         return Err(LinkError::Nack {
                             command: command.to_string(),
                         })
                     }
-                    b => {
-                        if got.push(b).is_err() {
-                            return Err(LinkError::Garbage(got.to_vec()));
-                        }
-                    }
+                    Some(Reply::Garbage(bytes)) => return Err(LinkError::Garbage(bytes.to_vec())),
                 },
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     return Err(LinkError::Timeout(timeout));

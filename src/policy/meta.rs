@@ -137,11 +137,17 @@ impl ModelMeta {
     pub fn load(dir: &Path) -> Result<Self, MetaError> {
         let path = dir.join("model.json");
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| MetaError::Io {
+        let text = crate::textfile::read(&path).map_err(|source| MetaError::Io {
             path: shown.clone(),
             source,
         })?;
-        let raw: RawModelMeta = serde_json::from_str(&text).map_err(|source| MetaError::Parse {
+        Self::from_json(&text, dir)
+    }
+
+    /// Parse and validate the text of `DIR/model.json` (errors name that path).
+    pub fn from_json(text: &str, dir: &Path) -> Result<Self, MetaError> {
+        let shown = dir.join("model.json").display().to_string();
+        let raw: RawModelMeta = serde_json::from_str(text).map_err(|source| MetaError::Parse {
             path: shown.clone(),
             source,
         })?;

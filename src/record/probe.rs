@@ -76,6 +76,14 @@ fn check_with_timeout(path: &Path, timeout: Duration) -> Result<(), EpisodeError
     Ok(())
 }
 
+/// Forget that `path` was checked (the episode fuzz target rewrites one file).
+pub fn forget(path: &Path) {
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if let Some(m) = CHECKED.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        m.remove(&key);
+    }
+}
+
 /// What the child does: everything the runtime reads. Its exit status is
 /// the verdict; it never returns.
 fn child_main(path: &Path, progress: OwnedFd) -> ! {

@@ -20,6 +20,10 @@ pub struct WriteError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+/// Room for HDF5's metadata per row on top of the frame: a chunk index
+/// node, the event string's heap object, attributes, with a wide margin.
+const ROW_METADATA_SLACK: u64 = 1 << 20;
+
 /// Attributes fixed when the episode starts.
 #[derive(Debug, Clone)]
 pub struct EpisodeHeader {
@@ -179,7 +183,98 @@ impl EpisodeWriter {
                 .into(),
             });
         }
+        // Refuse a row that might not fit rather than let libhdf5 hit the
+        // full disk: a file cut short in the middle of a write cannot be
+        // opened again (its superblock records the larger end), and every
+        // row already written would be lost with it.
+        self.room_for_row()?;
         let n = self.rows;
+        if let Err(e) = self.append_row(n, frame, action, event) {
+            // Disk full or another write error: cut every dataset back to the
+            // last complete row, so images, actions and event types stay in
+            // step (best effort: the disk may refuse this too; readers check
+            // the lengths).
+            let _ = self.images.resize((n, self.height, self.width, 3));
+            let _ = self.actions.resize((n, 3));
+            let _ = self.events.resize(n);
+            let _ = self.file.flush();
+            return Err(e);
+        }
+        self.rows += 1;
+        self.file
+            .attr("num_frames")
+            .and_then(|a| a.write_scalar(&(self.rows as i64)))
+            .map_err(|e| err("attribute num_frames", e))?;
+        self.file
+            .attr("total_duration")
+            .and_then(|a| a.write_scalar(&elapsed_s))
+            .map_err(|e| err("attribute total_duration", e))?;
+        self.file.flush().map_err(|e| err("flush", e))
+    }
+
+    /// Bytes that must be free before a row is written: the frame
+    /// uncompressed (deflate never shrinks noise much) plus room for HDF5's
+    /// metadata (chunk index, heap, attributes).
+    pub fn bytes_needed_per_row(&self) -> u64 {
+        (self.width * self.height * 3) as u64 + ROW_METADATA_SLACK
+    }
+
+    /// `Ok` when the file system (free blocks for this user) and the
+    /// process's file-size limit (RLIMIT_FSIZE) both leave room for a row.
+    fn room_for_row(&self) -> Result<(), WriteError> {
+        let needed = self.bytes_needed_per_row();
+        let refuse = |what: &str, left: u64| {
+            WriteError {
+            path: self.path.display().to_string(),
+            what: "disk full".into(),
+            source: format!(
+                "{what}: {left} bytes left, a row needs up to {needed}; recording stopped with {} complete rows",
+                self.rows
+            )
+            .into(),
+        }
+        };
+        let size = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        // SAFETY: getrlimit with a valid out pointer.
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) } == 0
+            && limit.rlim_cur != libc::RLIM_INFINITY
+        {
+            let left = limit.rlim_cur.saturating_sub(size);
+            if left < needed {
+                return Err(refuse("file size limit (RLIMIT_FSIZE)", left));
+            }
+        }
+        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+        if let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) {
+            // SAFETY: statvfs with a valid C string and out pointer.
+            let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+            if unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0 {
+                let free = (s.f_bavail as u64).saturating_mul(s.f_frsize as u64);
+                if free < needed {
+                    return Err(refuse("file system", free));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Row `n` of all three datasets.
+    fn append_row(
+        &self,
+        n: usize,
+        frame: &[u8],
+        action: [f32; 3],
+        event: &str,
+    ) -> Result<(), WriteError> {
+        let err = |what: &str, e: hdf5::Error| WriteError {
+            path: self.path.display().to_string(),
+            what: what.to_string(),
+            source: Box::new(e),
+        };
         let image = ndarray::ArrayView4::from_shape((1, self.height, self.width, 3), frame)
             .expect("length checked above");
         self.images
@@ -199,15 +294,7 @@ impl EpisodeWriter {
             .resize(n + 1)
             .and_then(|_| self.events.write_slice(&ev, ndarray::s![n..n + 1]))
             .map_err(|e| err("action_event_types", e))?;
-        self.rows += 1;
-        self.file
-            .attr("num_frames")
-            .and_then(|a| a.write_scalar(&(self.rows as i64)))
-            .map_err(|e| err("attribute num_frames", e))?;
-        self.file
-            .attr("total_duration")
-            .and_then(|a| a.write_scalar(&elapsed_s))
-            .map_err(|e| err("attribute total_duration", e))?;
+        // Flushed here: a full disk shows up as this row's error, not later.
         self.file.flush().map_err(|e| err("flush", e))
     }
 }

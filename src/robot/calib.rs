@@ -258,7 +258,7 @@ impl Calibration {
 
     pub fn load(path: &Path) -> Result<Self, CalibError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| CalibError::Io {
+        let text = crate::textfile::read(path).map_err(|source| CalibError::Io {
             path: shown.clone(),
             source,
         })?;
