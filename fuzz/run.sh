@@ -37,7 +37,7 @@ summary=()
 for t in "$@"; do
     seeds=target/afl/seeds/$t
     rm -rf "$seeds" "target/afl/out/$t"
-    mkdir -p "$seeds"
+    mkdir -p "$seeds" target/afl/out
     "$bin" --seeds "$t" | while read -r f; do cp "$f" "$seeds/"; done
     # Episodes: the reader child's own stall timeout is 10 s, so only a
     # wait past it is a hang; the text parsers get 1 s.
@@ -50,5 +50,5 @@ for t in "$@"; do
     get() { awk -F' *: *' -v k="$1" '$1==k {print $2}' "$stats"; }
     summary+=("$(printf '%-14s %12s execs %6ss %4s crashes %4s hangs  %s paths' "$t" "$(get execs_done)" "$(( $(date +%s) - start ))" "$(get saved_crashes)" "$(get saved_hangs)" "$(get corpus_count)")")
 done
-echo "== fuzz/run.sh: AFL++ $(afl-fuzz -h 2>&1 | head -1 | grep -o '[0-9][0-9.]*[a-z]*' | head -1), $(nproc) cores, $(date -u +%F)"
+echo "== fuzz/run.sh: $(afl-fuzz -h 2>&1 | head -1 | grep -o 'afl-fuzz++[0-9.a-z]*'), $(nproc) cores, $(date -u +%F)"
 printf '%s\n' "${summary[@]}"
