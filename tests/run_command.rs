@@ -348,6 +348,25 @@ fn grow_heap_object(file: &[u8], prefix: &[u8]) -> Vec<u8> {
     }
 }
 
+/// `mvla eval` on `file`: refused (exit 2) with `needle` on stderr, the
+/// process alive to say so; how long it took.
+fn eval_refuses(file: &std::path::Path, needle: &str) -> std::time::Duration {
+    let t = std::time::Instant::now();
+    let out = mvla()
+        .args(["eval", "--model"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tiny_model"
+        ))
+        .arg(file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(needle), "{err}");
+    t.elapsed()
+}
+
 /// A damaged heap object that makes libhdf5 1.10 spin forever: the probe
 /// child makes no progress, is killed after the stall timeout, and the file
 /// is refused by name.
@@ -356,50 +375,22 @@ fn eval_of_an_episode_that_hangs_libhdf5_ends_with_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("episode_spins.h5");
     std::fs::write(&bad, grow_heap_object(&fixture_episode(), b"episode_2")).unwrap();
-    let t = std::time::Instant::now();
-    let out = mvla()
-        .args(["eval", "--model"])
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/tiny_model"
-        ))
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("episode_spins.h5: reading it made no progress for 10 s"),
-        "{err}"
+    let took = eval_refuses(
+        &bad,
+        "episode_spins.h5: reading it made no progress for 10 s",
     );
-    assert!(
-        t.elapsed() < std::time::Duration::from_secs(40),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(took < std::time::Duration::from_secs(40), "{took:?}");
 }
 
-/// `mvla eval` on the same damaged file: refused by name (exit 2), the
-/// process alive to say so.
+/// `mvla eval` on the damaged heap of the replay test: refused by name.
 #[test]
 fn eval_of_an_episode_that_crashes_libhdf5_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("episode_bad_heap.h5");
     std::fs::write(&bad, corrupt_first_heap_object(&fixture_episode())).unwrap();
-    let out = mvla()
-        .args(["eval", "--model"])
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/tiny_model"
-        ))
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("episode_bad_heap.h5: the HDF5 library crashed reading it (signal 11)"),
-        "{err}"
+    eval_refuses(
+        &bad,
+        "episode_bad_heap.h5: the HDF5 library crashed reading it (signal 11)",
     );
 }
 
