@@ -31,6 +31,8 @@ pub enum NpyError {
         #[source]
         source: WriteNpyError,
     },
+    #[error("{path}: not a plain .npy header ({reason})")]
+    Header { path: String, reason: &'static str },
     #[error("{path}: shape {shape:?} does not hold {len} values")]
     Shape {
         path: String,
@@ -66,6 +68,10 @@ pub struct NpyArray<T> {
 /// elements need `bytes` aligned to them (a `Vec` from the allocator is);
 /// [`read`] takes care of it.
 pub fn parse<T: NpyElement>(path: &str, bytes: &[u8]) -> Result<NpyArray<T>, NpyError> {
+    plain_header(bytes).map_err(|reason| NpyError::Header {
+        path: path.to_string(),
+        reason,
+    })?;
     let view = ArrayViewD::<T>::view_npy(bytes).map_err(|source| NpyError::Format {
         path: path.to_string(),
         expected: T::DESCR,
@@ -84,6 +90,39 @@ pub fn parse<T: NpyElement>(path: &str, bytes: &[u8]) -> Result<NpyArray<T>, Npy
         shape: view.shape().to_vec(),
         data: view.iter().cloned().collect(),
     })
+}
+
+/// Largest header accepted: NumPy writes ~128 bytes for a plain array.
+const MAX_HEADER_BYTES: usize = 4096;
+/// Brackets in the header dict: a plain array's has `{`, `}`, `(`, `)`.
+const MAX_HEADER_BRACKETS: usize = 8;
+
+/// The header is a plain array's dict, checked before `ndarray-npy` parses
+/// it: its Python-literal grammar (`py_literal`, pest) backtracks
+/// exponentially on nested brackets. AFL found it: 40 `{` in a header made
+/// one parse take over a minute.
+fn plain_header(bytes: &[u8]) -> Result<(), &'static str> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        // ndarray-npy reports these precisely.
+        return Ok(());
+    }
+    let (len, start) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        _ if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        _ => return Ok(()),
+    };
+    if len > MAX_HEADER_BYTES {
+        return Err("header longer than 4096 bytes");
+    }
+    let header = &bytes[start..(start + len).min(bytes.len())];
+    let brackets = header.iter().filter(|b| b"{}()[]".contains(b)).count();
+    if brackets > MAX_HEADER_BRACKETS {
+        return Err("more brackets than a plain array's header has");
+    }
+    Ok(())
 }
 
 /// Read a `.npy` file of element type `T`.
@@ -207,6 +246,23 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let err = report(&read::<f32>(&path).unwrap_err());
         assert!(err.contains("huge.npy"), "{err}");
+    }
+
+    /// Regression (found by AFL): nested brackets in the header made the
+    /// header parser backtrack for over a minute.
+    #[test]
+    fn a_header_of_nested_brackets_is_refused_at_once() {
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        let dict = format!("{{'descr': '<f4', 'fortran_order': {}", "{".repeat(40));
+        let mut header = dict.clone();
+        header.push_str(&" ".repeat(128 - 10 - dict.len() - 1));
+        header.push('\n');
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        let t = std::time::Instant::now();
+        let err = parse::<f32>("nested.npy", &bytes).unwrap_err();
+        assert!(matches!(err, NpyError::Header { .. }), "{err}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]
