@@ -135,6 +135,18 @@ pub const RANGES: &[KeyRange] = &[
         "blend between chunks; 0 = switch at once",
     ),
     r(
+        "motor.realtime_priority",
+        0.0,
+        99.0,
+        "SCHED_FIFO priority (sched(7)); 0 = normal scheduling",
+    ),
+    r(
+        "motor.link_realtime_priority",
+        0.0,
+        99.0,
+        "SCHED_FIFO priority of the thread that sends the stop frames",
+    ),
+    r(
         "motor.slcan.baud",
         1200.0,
         4_000_000.0,
@@ -222,23 +234,34 @@ pub fn range_of(key: &str) -> &'static KeyRange {
 /// `Ok` when `value` is finite and within `key`'s range, else the message
 /// for the key's error: `"1e308 (range 0.01..=2: m/s per unit action; …)"`.
 pub fn check(key: &str, value: f64) -> Result<(), String> {
-    let r = range_of(key);
-    if value.is_finite() && value >= r.lo && value <= r.hi {
-        Ok(())
-    } else {
-        // Debug: 1e308 as "1e308", not 309 digits.
-        Err(format!("{value:?} (range {}..={}: {})", r.lo, r.hi, r.why))
-    }
+    // Debug: 1e308 as "1e308", not 309 digits.
+    verdict(
+        key,
+        |r| value.is_finite() && value >= r.lo && value <= r.hi,
+        format_args!("{value:?}"),
+    )
 }
 
 /// [`check`] for an unsigned integer setting (exact for every value that
 /// can pass: the bounds are far below 2⁵³).
 pub fn check_u64(key: &str, value: u64) -> Result<(), String> {
+    verdict(
+        key,
+        |r| (value as f64) >= r.lo && (value as f64) <= r.hi,
+        format_args!("{value}"),
+    )
+}
+
+fn verdict(
+    key: &str,
+    inside: impl FnOnce(&KeyRange) -> bool,
+    shown: std::fmt::Arguments<'_>,
+) -> Result<(), String> {
     let r = range_of(key);
-    if (value as f64) >= r.lo && (value as f64) <= r.hi {
+    if inside(r) {
         Ok(())
     } else {
-        Err(format!("{value} (range {}..={}: {})", r.lo, r.hi, r.why))
+        Err(format!("{shown} (range {}..={}: {})", r.lo, r.hi, r.why))
     }
 }
 

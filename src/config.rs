@@ -434,17 +434,6 @@ impl Config {
             key,
             message,
         };
-        // SCHED_FIFO priorities are 1..=99 (sched(7)); 0 = normal scheduling.
-        let priority = |key: &'static str, p: u8| {
-            if p <= 99 {
-                Ok(p)
-            } else {
-                Err(invalid(
-                    key,
-                    format!("{p} (range 0..=99; 0 = normal scheduling)"),
-                ))
-            }
-        };
         // Every numeric key has a documented range (crate::bounds): outside
         // it the key is refused, never clamped.
         let bounded = |key: &'static str, v: f64| -> Result<(), ConfigError> {
@@ -469,6 +458,13 @@ impl Config {
         bounded_u("motor.loop_hz", u64::from(m.loop_hz))?;
         bounded_u("motor.max_action_age_ms", m.max_action_age_ms)?;
         bounded_u("motor.crossfade_ms", m.crossfade_ms)?;
+        bounded_u("motor.realtime_priority", u64::from(m.realtime_priority))?;
+        // The link thread's priority defaults to the motor thread's.
+        let link_realtime_priority = m.link_realtime_priority.unwrap_or(m.realtime_priority);
+        bounded_u(
+            "motor.link_realtime_priority",
+            u64::from(link_realtime_priority),
+        )?;
         for (key, v) in [
             ("motor.throttle_pct", m.throttle_pct),
             ("motor.deadzone", m.deadzone),
@@ -782,13 +778,8 @@ impl Config {
             motor,
             link,
             calib,
-            realtime_priority: priority("motor.realtime_priority", raw.motor.realtime_priority)?,
-            link_realtime_priority: priority(
-                "motor.link_realtime_priority",
-                raw.motor
-                    .link_realtime_priority
-                    .unwrap_or(raw.motor.realtime_priority),
-            )?,
+            realtime_priority: raw.motor.realtime_priority,
+            link_realtime_priority,
             lock_memory: raw.motor.lock_memory,
             record: raw.record.map(|r| RecordConfig {
                 dir: resolve(&r.dir),
@@ -995,6 +986,7 @@ mod tests {
                 && (!key.starts_with("motor.")
                     || key.ends_with("_hz")
                     || key.ends_with("_ms")
+                    || key.ends_with("_priority")
                     || key.starts_with("motor.slcan."))
         };
         let mut checked = 0;

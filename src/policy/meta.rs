@@ -219,18 +219,6 @@ impl ModelMeta {
             crate::bounds::check(&format!("model.json:{key}"), f64::from(v))
                 .map_err(|m| invalid(key, m))?;
         }
-        // The motor side carries chunks in fixed buffers; a longer chunk
-        // would be cut short, so it is refused here, at load.
-        if raw.chunk > crate::action::MAX_CHUNK {
-            return Err(invalid(
-                "chunk",
-                format!(
-                    "{} (the runtime carries at most {} actions per chunk)",
-                    raw.chunk,
-                    crate::action::MAX_CHUNK
-                ),
-            ));
-        }
         if raw.action_dim != 2 {
             return Err(invalid(
                 "action_dim",
@@ -240,26 +228,8 @@ impl ModelMeta {
                 ),
             ));
         }
-        if raw.step_ms == 0 {
-            return Err(invalid("step_ms", "must be positive".into()));
-        }
-        if !(raw.action_scale.is_finite() && raw.action_scale > 0.0) {
-            return Err(invalid(
-                "action_scale",
-                format!("{} must be positive", raw.action_scale),
-            ));
-        }
-        if !(raw.action_clip.is_finite() && raw.action_clip > 0.0) {
-            return Err(invalid(
-                "action_clip",
-                format!("{} must be positive", raw.action_clip),
-            ));
-        }
         if raw.prompt.input_ids.is_empty() {
             return Err(invalid("prompt.input_ids", "empty".into()));
-        }
-        if raw.backbone.feature_dim == 0 {
-            return Err(invalid("backbone.feature_dim", "must be positive".into()));
         }
         let model_id = {
             let mut h = Sha256::new();

@@ -300,47 +300,32 @@ impl Episode {
         let actions_arr = actions_ds
             .read_2d::<f32>()
             .map_err(|e| h5_err("actions (expected (N, 3) float32)", e))?;
-        if actions_arr.ncols() < 2 {
-            return Err(ds_err(
-                "actions",
-                format!("shape {:?}, expected (N, 3)", actions_arr.shape()),
-            ));
-        }
+        // Shape (frames, 2 or 3) checked above.
         let actions: Vec<[f32; 3]> = actions_arr
             .rows()
             .into_iter()
             .map(|r| [r[0], r[1], if r.len() > 2 { r[2] } else { 0.0 }])
             .collect();
-        if actions.len() != frames {
-            return Err(EpisodeError::LengthMismatch {
-                path: shown,
-                images: key.to_string(),
-                frames,
-                actions: actions.len(),
-            });
-        }
-        let event_types = match file.dataset("action_event_types") {
-            Ok(ds) if ds.size() > MAX_FRAMES => {
-                return Err(too_large(
-                    "action_event_types",
-                    "rows",
-                    ds.size(),
-                    MAX_FRAMES,
-                ))
+        // String datasets are read whole: their row count first.
+        let rows_ok = |key: &str, ds: &hdf5::Dataset| {
+            if ds.size() > MAX_FRAMES {
+                Err(too_large(key, "rows", ds.size(), MAX_FRAMES))
+            } else {
+                Ok(())
             }
-            Ok(ds) => read_strings(&ds).map_err(|m| ds_err("action_event_types", m))?,
+        };
+        let event_types = match file.dataset("action_event_types") {
+            Ok(ds) => {
+                rows_ok("action_event_types", &ds)?;
+                read_strings(&ds).map_err(|m| ds_err("action_event_types", m))?
+            }
             Err(_) => Vec::new(),
         };
         let instruction = match file.dataset("language_instruction") {
-            Ok(ds) if ds.size() > MAX_FRAMES => {
-                return Err(too_large(
-                    "language_instruction",
-                    "rows",
-                    ds.size(),
-                    MAX_FRAMES,
-                ))
-            }
-            Ok(ds) => Some(read_instruction(&ds).map_err(|m| ds_err("language_instruction", m))?),
+            Ok(ds) => Some({
+                rows_ok("language_instruction", &ds)?;
+                read_instruction(&ds).map_err(|m| ds_err("language_instruction", m))?
+            }),
             Err(_) => None,
         };
         let attrs = EpisodeAttrs {
