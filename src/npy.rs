@@ -175,6 +175,17 @@ pub fn write<T: NpyElement>(path: &Path, shape: &[usize], data: &[T]) -> Result<
 mod tests {
     use super::*;
 
+    /// A version 1.0 file's magic and header holding `dict`, padded to 128 bytes.
+    fn v1_header(dict: &str) -> Vec<u8> {
+        let mut header = dict.to_string();
+        header.push_str(&" ".repeat(128 - 10 - dict.len() - 1));
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes
+    }
+
     fn report(e: &NpyError) -> String {
         crate::error::report(e)
     }
@@ -233,13 +244,8 @@ mod tests {
 
     #[test]
     fn a_header_claiming_huge_data_is_an_error_not_an_allocation() {
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
         let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 1000000), }";
-        let mut header = dict.to_string();
-        header.push_str(&" ".repeat(128 - 10 - dict.len() - 1));
-        header.push('\n');
-        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        bytes.extend_from_slice(header.as_bytes());
+        let mut bytes = v1_header(dict);
         bytes.extend_from_slice(&[0; 16]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("huge.npy");
@@ -252,13 +258,8 @@ mod tests {
     /// header parser backtrack for over a minute.
     #[test]
     fn a_header_of_nested_brackets_is_refused_at_once() {
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
         let dict = format!("{{'descr': '<f4', 'fortran_order': {}", "{".repeat(40));
-        let mut header = dict.clone();
-        header.push_str(&" ".repeat(128 - 10 - dict.len() - 1));
-        header.push('\n');
-        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        bytes.extend_from_slice(header.as_bytes());
+        let bytes = v1_header(&dict);
         let t = std::time::Instant::now();
         let err = parse::<f32>("nested.npy", &bytes).unwrap_err();
         assert!(matches!(err, NpyError::Header { .. }), "{err}");
@@ -267,13 +268,8 @@ mod tests {
 
     #[test]
     fn fortran_order_is_refused() {
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
         let dict = "{'descr': '|u1', 'fortran_order': True, 'shape': (2, 3), }";
-        let mut header = dict.to_string();
-        header.push_str(&" ".repeat(128 - 10 - dict.len() - 1));
-        header.push('\n');
-        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        bytes.extend_from_slice(header.as_bytes());
+        let mut bytes = v1_header(dict);
         bytes.extend_from_slice(&[0, 1, 2, 3, 4, 5]);
         assert!(parse::<u8>("f.npy", &bytes).is_err());
     }

@@ -1,5 +1,5 @@
 //! Reading the small text files a person hands the controller (the run
-//! config, a calibration, model.json): regular files of bounded size only,
+//! config, a calibration, model.json, scenario files): regular files of bounded size only,
 //! so a FIFO cannot block start-up and `/dev/zero` cannot fill the memory.
 
 use std::io::Read;

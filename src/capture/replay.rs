@@ -46,27 +46,12 @@ impl ReplaySource {
         if paths.is_empty() {
             return Err(CaptureError::Config("replay: no episode files".into()));
         }
-        // Every episode is checked before anything moves: a missing or
-        // non-HDF5 file is a configuration error (exit 2), not a capture
-        // thread spinning on errors while the run reports success. Regular
-        // files only: a FIFO named *.h5 would block the open.
+        // Every episode is checked before anything moves: a missing,
+        // non-regular (a FIFO would block) or non-HDF5 file is a
+        // configuration error (exit 2), not a capture thread spinning on
+        // errors while the run reports success. `Episode::open` checks all
+        // of it (its probe refuses what is not a regular file).
         for p in &paths {
-            match std::fs::metadata(p) {
-                Ok(m) if m.is_file() => {}
-                Ok(_) => {
-                    return Err(CaptureError::Config(format!(
-                        "replay episode {}: not a regular file",
-                        p.display()
-                    )))
-                }
-                Err(e) => {
-                    return Err(CaptureError::Config(format!(
-                        "replay episode {}: {e}",
-                        p.display(),
-                        e = crate::error::Report(&e)
-                    )))
-                }
-            }
             Episode::open(p).map_err(CaptureError::EpisodeOpen)?;
         }
         Ok(Self {

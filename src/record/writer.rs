@@ -249,14 +249,11 @@ impl EpisodeWriter {
             }
         }
         let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
-        if let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) {
-            // SAFETY: statvfs with a valid C string and out pointer.
-            let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-            if unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0 {
-                let free = (s.f_bavail as u64).saturating_mul(s.f_frsize as u64);
-                if free < needed {
-                    return Err(refuse("file system", free));
-                }
+        if let Ok(s) = nix::sys::statvfs::statvfs(dir) {
+            // Blocks available to this (unprivileged) user, as doctor's disk check counts them.
+            let free = s.blocks_available().saturating_mul(s.fragment_size());
+            if free < needed {
+                return Err(refuse("file system", free));
             }
         }
         Ok(())

@@ -426,14 +426,7 @@ impl ScenarioFile {
             source,
         };
         // A regular file of sane size: not a FIFO that blocks, not /dev/zero.
-        let meta = std::fs::metadata(path).map_err(read_err)?;
-        if !meta.is_file() || meta.len() > MAX_SCENARIO_FILE_BYTES {
-            return Err(ScenarioError::Format {
-                path: path.display().to_string(),
-                message: format!("not a regular file of at most {MAX_SCENARIO_FILE_BYTES} bytes"),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        let text = crate::textfile::read(path).map_err(read_err)?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -519,8 +512,6 @@ impl ScenarioFile {
 
 /// Largest family a file may describe (the built-in ones have 24 and 3).
 pub const MAX_SCENARIOS_PER_FILE: usize = 1024;
-/// Largest scenario file read (the built-in ones are ~5 KB).
-pub const MAX_SCENARIO_FILE_BYTES: u64 = 1 << 20;
 
 /// A scenario name (part): 1-64 characters of A-Z a-z 0-9 _ -.
 fn is_name_part(s: &str) -> bool {
