@@ -220,6 +220,19 @@ pub const RANGES: &[KeyRange] = &[
         4096.0,
         "token count (upstream: 64 after padding)",
     ),
+    r(
+        "plan.repetitions",
+        1.0,
+        1000.0,
+        "trials per scenario; the team runs 10",
+    ),
+    r(
+        "plan.time_limit_s",
+        1.0,
+        3600.0,
+        "a trial over ~2 m lasts 10–60 s",
+    ),
+    r("plan.scenarios", 1.0, 256.0, "scenario names in one plan"),
 ];
 
 /// The range of `key` (a key missing from [`RANGES`] is a programming error,

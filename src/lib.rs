@@ -34,3 +34,4 @@ pub mod sim;
 pub mod systemd;
 pub mod telemetry;
 pub mod textfile;
+pub mod trial;

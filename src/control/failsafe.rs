@@ -24,6 +24,27 @@ pub enum Level {
     EStop,
 }
 
+impl Level {
+    /// Every level, mildest first (`as usize` indexes it).
+    pub const ALL: [Level; 5] = [
+        Level::Nominal,
+        Level::Degraded,
+        Level::Hold,
+        Level::Stop,
+        Level::EStop,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Nominal => "nominal",
+            Level::Degraded => "degraded",
+            Level::Hold => "hold",
+            Level::Stop => "stop",
+            Level::EStop => "estop",
+        }
+    }
+}
+
 /// Everything that can hold the robot back. Each has a level and a clear rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,6 +64,9 @@ pub enum Condition {
     LinkError,
     /// An operator/external e-stop. Clears: only `reset_estop`.
     EStopRequest,
+    /// The operator console has not armed the policy (between trials, after
+    /// its e-stop key). Clears: only [`crate::control::motor::MotorLoop::arm`].
+    Disarmed,
     /// The process is shutting down. Never clears.
     Shutdown,
 }
@@ -55,7 +79,53 @@ impl Condition {
             Self::StaleAction | Self::ChunkExhausted | Self::Pipeline(_) | Self::LinkError => {
                 Level::Stop
             }
-            Self::EStopRequest | Self::Shutdown => Level::EStop,
+            Self::EStopRequest | Self::Disarmed | Self::Shutdown => Level::EStop,
+        }
+    }
+
+    /// Every condition, in a fixed order ([`Condition::code`] indexes it).
+    pub const ALL: [Condition; 15] = [
+        Self::NoChunkYet,
+        Self::StaleAction,
+        Self::ChunkExhausted,
+        Self::Pipeline(FaultKind::NoFrame),
+        Self::Pipeline(FaultKind::FrameCorrupt),
+        Self::Pipeline(FaultKind::CaptureDisconnected),
+        Self::Pipeline(FaultKind::SourceEnded),
+        Self::Pipeline(FaultKind::InferenceError),
+        Self::Pipeline(FaultKind::NonFiniteOutput),
+        Self::Pipeline(FaultKind::OutOfRangeOutput),
+        Self::FrameCorrupt,
+        Self::LinkError,
+        Self::EStopRequest,
+        Self::Disarmed,
+        Self::Shutdown,
+    ];
+
+    /// A small number for an atomic status word (index into [`Condition::ALL`]).
+    pub fn code(self) -> u8 {
+        Self::ALL
+            .iter()
+            .position(|c| *c == self)
+            .expect("ALL lists every condition") as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+
+    /// Short operator-facing name (console, trial store).
+    pub fn name(self) -> String {
+        match self {
+            Self::NoChunkYet => "no chunk yet".into(),
+            Self::StaleAction => "stale action".into(),
+            Self::ChunkExhausted => "chunk exhausted".into(),
+            Self::Pipeline(kind) => kind.name().into(),
+            Self::FrameCorrupt => "frame corrupt".into(),
+            Self::LinkError => "link error".into(),
+            Self::EStopRequest => "e-stop request".into(),
+            Self::Disarmed => "disarmed".into(),
+            Self::Shutdown => "shutdown".into(),
         }
     }
 
@@ -142,6 +212,11 @@ impl Failsafe {
         self.clear_where(|c, _| c == Condition::EStopRequest);
     }
 
+    /// Clear a condition whatever its clear rule (the console's arm).
+    pub fn clear(&mut self, c: Condition) {
+        self.clear_where(|k, _| k == c);
+    }
+
     pub fn is_active(&self, c: Condition) -> bool {
         self.active.iter().any(|(k, _)| *k == c)
     }
@@ -166,6 +241,40 @@ impl Failsafe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_condition_has_a_status_code() {
+        // A new variant must join Condition::ALL: this match stops compiling
+        // until it is listed here, and the round trip checks ALL.
+        fn listed(c: Condition) -> bool {
+            match c {
+                Condition::NoChunkYet
+                | Condition::StaleAction
+                | Condition::ChunkExhausted
+                | Condition::FrameCorrupt
+                | Condition::LinkError
+                | Condition::EStopRequest
+                | Condition::Disarmed
+                | Condition::Shutdown => true,
+                Condition::Pipeline(k) => match k {
+                    FaultKind::NoFrame
+                    | FaultKind::FrameCorrupt
+                    | FaultKind::CaptureDisconnected
+                    | FaultKind::SourceEnded
+                    | FaultKind::InferenceError
+                    | FaultKind::NonFiniteOutput
+                    | FaultKind::OutOfRangeOutput => true,
+                },
+            }
+        }
+        for (i, c) in Condition::ALL.iter().enumerate() {
+            assert!(listed(*c));
+            assert_eq!(c.code() as usize, i);
+            assert_eq!(Condition::from_code(c.code()), Some(*c));
+        }
+        assert_eq!(Condition::from_code(Condition::ALL.len() as u8), None);
+        assert_eq!(Condition::Disarmed.level(), Level::EStop);
+    }
 
     fn t(ms: u64) -> Timestamp {
         Timestamp(ms * 1_000_000)

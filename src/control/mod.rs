@@ -5,7 +5,7 @@ pub mod failsafe;
 pub mod limits;
 pub mod motor;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +57,77 @@ pub struct MotorFlags {
     /// watchdog is fed from here on (before it, while the model loads, the
     /// loop runs and commands stop but is not yet the service's loop).
     pub ready: Arc<AtomicBool>,
+    /// The operator console's arm switch: while set the loop commands stop
+    /// (EStop, `Condition::Disarmed`); clearing it arms the policy for
+    /// frames captured from then on. `mvla run` never sets it.
+    pub disarmed: Arc<AtomicBool>,
+    /// What the loop did last, for the console (written every tick).
+    pub status: Arc<MotorStatus>,
+}
+
+/// The motor loop's live state in atomics (Relaxed stores each tick: no
+/// lock, no allocation), read by the operator console. Each word is
+/// consistent on its own; a snapshot may mix adjacent ticks.
+#[derive(Debug, Default)]
+pub struct MotorStatus {
+    /// The last command, `w0 | w1 << 8 | w2 << 16 | 1 << 24` (0: none yet).
+    wheels: AtomicU32,
+    /// `Level as u8`.
+    level: AtomicU8,
+    /// `Condition::code() + 1` of the deciding condition (0: none).
+    cause: AtomicU8,
+    /// Age of the chunk executed, in µs + 1 (0: not executing one).
+    chunk_age_us: AtomicU64,
+    ticks_by_level: [AtomicU64; 5],
+    deadline_misses: AtomicU64,
+}
+
+/// One read of [`MotorStatus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MotorStatusSnapshot {
+    pub wheels: Option<[u8; 3]>,
+    pub level: Level,
+    pub cause: Option<Condition>,
+    pub chunk_age: Option<Duration>,
+    /// Ticks at each level (index `Level as usize`) since the loop started.
+    pub ticks_by_level: [u64; 5],
+    pub deadline_misses: u64,
+}
+
+impl MotorStatus {
+    fn publish(&self, out: &motor::TickOutput, cause: Option<Condition>) {
+        let [a, b, c] = out.wheels;
+        self.wheels.store(
+            u32::from(a) | u32::from(b) << 8 | u32::from(c) << 16 | 1 << 24,
+            Ordering::Relaxed,
+        );
+        self.level.store(out.level as u8, Ordering::Relaxed);
+        self.cause
+            .store(cause.map_or(0, |c| c.code() + 1), Ordering::Relaxed);
+        self.chunk_age_us.store(
+            out.chunk_age
+                .map_or(0, |d| (d.as_micros() as u64).saturating_add(1)),
+            Ordering::Relaxed,
+        );
+        self.ticks_by_level[out.level as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> MotorStatusSnapshot {
+        let w = self.wheels.load(Ordering::Relaxed);
+        let age = self.chunk_age_us.load(Ordering::Relaxed);
+        let cause = self.cause.load(Ordering::Relaxed);
+        MotorStatusSnapshot {
+            wheels: (w >> 24 != 0).then(|| [w as u8, (w >> 8) as u8, (w >> 16) as u8]),
+            level: Level::ALL
+                .get(usize::from(self.level.load(Ordering::Relaxed)))
+                .copied()
+                .unwrap_or(Level::EStop),
+            cause: cause.checked_sub(1).and_then(Condition::from_code),
+            chunk_age: age.checked_sub(1).map(Duration::from_micros),
+            ticks_by_level: std::array::from_fn(|i| self.ticks_by_level[i].load(Ordering::Relaxed)),
+            deadline_misses: self.deadline_misses.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A failsafe level change, logged by the logger thread (the motor thread
@@ -119,6 +190,8 @@ pub struct MotorThread {
     misses_since_feed: u64,
     deadline: Timestamp,
     last_level: Level,
+    /// The console's switch as last applied (starts armed, like `mvla run`).
+    disarmed: bool,
 }
 
 impl MotorThread {
@@ -149,6 +222,7 @@ impl MotorThread {
             misses_since_feed: 0,
             deadline: now,
             last_level: Level::Hold,
+            disarmed: false,
             motor,
             events,
             link,
@@ -180,12 +254,24 @@ impl MotorThread {
     pub fn cycle(&mut self) -> Cycle {
         let now = self.clock.now();
         let lateness = now.saturating_since(self.deadline);
+        let disarmed = self.flags.disarmed.load(Ordering::Relaxed);
+        if disarmed != self.disarmed {
+            if disarmed {
+                self.motor.disarm(now);
+            } else {
+                self.motor.arm(now);
+            }
+            self.disarmed = disarmed;
+        }
         if let Some(event) = try_newest(&self.events) {
             self.motor.on_event(event, now);
         }
         let shutdown = self.flags.shutdown.load(Ordering::Relaxed);
         let out = self.motor.tick(now, self.link.is_up(), shutdown);
         self.link.post(out.wheels);
+        self.flags
+            .status
+            .publish(&out, self.motor.failsafe().worst());
         if out.level != self.last_level {
             // At most one logged change per second of the loop's clock.
             if self
@@ -215,6 +301,10 @@ impl MotorThread {
             if ready {
                 self.summary.deadline_misses += 1;
                 self.misses_since_feed += 1;
+                self.flags
+                    .status
+                    .deadline_misses
+                    .fetch_add(1, Ordering::Relaxed);
             }
             self.deadline = after;
         }
@@ -348,6 +438,40 @@ mod tests {
         flags.shutdown.store(true, Ordering::Relaxed);
         let c = m.cycle();
         assert_eq!((c.level, c.wheels), (Level::EStop, STOP_WHEELS));
+        m.finish();
+    }
+
+    #[test]
+    fn the_console_switch_stops_on_the_next_tick_and_the_status_shows_why() {
+        let (mut m, clock, tx, flags) = driving();
+        let before = flags.status.snapshot();
+        assert_eq!(before.wheels, Some([57, 143, 100]));
+        assert_eq!(before.level, Level::Nominal);
+        assert!(before.chunk_age.is_some());
+        flags.disarmed.store(true, Ordering::Relaxed);
+        let c = m.cycle();
+        assert_eq!((c.level, c.wheels), (Level::EStop, STOP_WHEELS));
+        let s = flags.status.snapshot();
+        assert_eq!(s.wheels, Some(STOP_WHEELS));
+        assert_eq!(
+            (s.level, s.cause),
+            (Level::EStop, Some(Condition::Disarmed))
+        );
+        assert_eq!(s.chunk_age, None);
+        assert_eq!(
+            s.ticks_by_level[Level::EStop as usize],
+            before.ticks_by_level[Level::EStop as usize] + 1
+        );
+        // Arm again: the chunk from before the disarm is gone (Hold) until a
+        // chunk from a frame captured after the arm arrives.
+        clock.sleep_until(c.deadline);
+        flags.disarmed.store(false, Ordering::Relaxed);
+        let c = m.cycle();
+        assert_eq!((c.level, c.wheels), (Level::Hold, STOP_WHEELS));
+        clock.sleep_until(c.deadline);
+        tx.send(forward_chunk(clock.now()));
+        let c = m.cycle();
+        assert_eq!(c.level, Level::Nominal);
         m.finish();
     }
 

@@ -74,6 +74,9 @@ pub struct MotorLoop {
     rate: RateState,
     offsets: [f64; 3],
     last_tick: Option<Timestamp>,
+    /// Armed by the operator console at this time: only chunks from frames
+    /// captured after it are executed (None: `mvla run`, always armed).
+    armed_at: Option<Timestamp>,
 }
 
 impl MotorLoop {
@@ -88,6 +91,7 @@ impl MotorLoop {
             rate: RateState::default(),
             offsets: [0.0; 3],
             last_tick: None,
+            armed_at: None,
         }
     }
 
@@ -103,12 +107,36 @@ impl MotorLoop {
         &self.cfg
     }
 
+    /// The operator console disarms the policy (between trials, e-stop): the
+    /// wheels stop on this tick (EStop level) and the chunk in hand is
+    /// forgotten, so nothing from before is executed after the next arm.
+    pub fn disarm(&mut self, now: Timestamp) {
+        self.failsafe.raise(Condition::Disarmed, now);
+        self.failsafe.raise(Condition::NoChunkYet, now);
+        self.current = None;
+        self.previous = None;
+    }
+
+    /// The console arms the policy at `now`: from here on only a chunk from
+    /// a frame captured after `now` is executed (until then: Hold, no chunk).
+    pub fn arm(&mut self, now: Timestamp) {
+        self.failsafe.clear(Condition::Disarmed);
+        self.failsafe.raise(Condition::NoChunkYet, now);
+        self.current = None;
+        self.previous = None;
+        self.armed_at = Some(now);
+    }
+
     /// Take an event from the inference stage.
     pub fn on_event(&mut self, event: InferenceEvent, now: Timestamp) {
         match event {
             InferenceEvent::Chunk(c) => {
-                // Only newer frames replace the chunk in hand.
-                if self.current.as_ref().is_some_and(|cur| c.t0 <= cur.t0) {
+                // Only newer frames replace the chunk in hand, and nothing
+                // from a frame older than the console's arm is executed.
+                if self.current.as_ref().is_some_and(|cur| c.t0 <= cur.t0)
+                    || self.armed_at.is_some_and(|armed| c.t0 <= armed)
+                    || self.failsafe.is_active(Condition::Disarmed)
+                {
                     return;
                 }
                 // A non-number in a chunk is a fault with its level (Stop),
@@ -373,6 +401,34 @@ mod tests {
             assert_eq!(out.wheels, expect, "{deg} deg");
             assert_eq!(out.level, Level::Nominal);
         }
+    }
+
+    #[test]
+    fn console_disarm_stops_at_once_and_arm_takes_only_later_frames() {
+        let mut m = MotorLoop::new(
+            cfg(DriveMode::DirectionThrottle, 0.0),
+            Calibration::serbot(),
+        );
+        // Armed by default (mvla run): a chunk drives forward.
+        m.on_event(chunk(100, &[[1.15, 0.0]; 4]), ms(110));
+        assert_eq!(m.tick(ms(120), true, false).wheels, [57, 143, 100]);
+        // The console's Space: stop bytes on this very tick, EStop level.
+        m.disarm(ms(130));
+        let o = m.tick(ms(130), true, false);
+        assert_eq!((o.level, o.wheels), (Level::EStop, STOP_WHEELS));
+        assert_eq!(m.failsafe().worst(), Some(Condition::Disarmed));
+        // Chunks keep coming while disarmed: still stopped.
+        m.on_event(chunk(200, &[[1.15, 0.0]; 4]), ms(210));
+        assert_eq!(m.tick(ms(220), true, false).wheels, STOP_WHEELS);
+        // Armed at 300 ms: a chunk from a frame captured before the arm is
+        // not executed (Hold, no chunk), one captured after it is.
+        m.arm(ms(300));
+        m.on_event(chunk(290, &[[1.15, 0.0]; 4]), ms(305));
+        let o = m.tick(ms(310), true, false);
+        assert_eq!((o.level, o.wheels), (Level::Hold, STOP_WHEELS));
+        m.on_event(chunk(320, &[[1.15, 0.0]; 4]), ms(330));
+        let o = m.tick(ms(340), true, false);
+        assert_eq!((o.level, o.wheels), (Level::Nominal, [57, 143, 100]));
     }
 
     #[test]

@@ -16,58 +16,7 @@ use serde::Serialize;
 use super::base::Sample;
 use super::world::{Pose, Side, World};
 
-/// The team's failure codes (UPSTREAM §5). The simulator's judge gives
-/// COLLISION, WRONG_DIR, EARLY_STOP, DRIFT and OTHER; FORWARD_BIAS and
-/// GROUNDING_FAIL are field diagnoses an operator makes.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum FailureCode {
-    ForwardBias,
-    WrongDir,
-    EarlyStop,
-    Drift,
-    GroundingFail,
-    Collision,
-    Other,
-}
-
-impl FailureCode {
-    pub const ALL: [FailureCode; 7] = [
-        FailureCode::ForwardBias,
-        FailureCode::WrongDir,
-        FailureCode::EarlyStop,
-        FailureCode::Drift,
-        FailureCode::GroundingFail,
-        FailureCode::Collision,
-        FailureCode::Other,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            FailureCode::ForwardBias => "FORWARD_BIAS",
-            FailureCode::WrongDir => "WRONG_DIR",
-            FailureCode::EarlyStop => "EARLY_STOP",
-            FailureCode::Drift => "DRIFT",
-            FailureCode::GroundingFail => "GROUNDING_FAIL",
-            FailureCode::Collision => "COLLISION",
-            FailureCode::Other => "OTHER",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<FailureCode> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.name().eq_ignore_ascii_case(s))
-    }
-}
-
-impl std::fmt::Display for FailureCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::trial::FailureCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

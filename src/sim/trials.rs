@@ -169,30 +169,7 @@ pub fn run_trials(
     Ok(out)
 }
 
-/// 95 % Wilson score interval for k successes in n trials.
-pub fn wilson_interval(k: u64, n: u64) -> (f64, f64) {
-    if n == 0 {
-        return (0.0, 1.0);
-    }
-    // z for a two-sided 95 % interval.
-    let z = 1.959_963_984_540_054_f64;
-    let (n, p) = (n as f64, k as f64 / n as f64);
-    let denom = 1.0 + z * z / n;
-    let centre = (p + z * z / (2.0 * n)) / denom;
-    let half = z * ((p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt()) / denom;
-    ((centre - half).max(0.0), (centre + half).min(1.0))
-}
-
-/// The team's colour bands (UPSTREAM §5): green ≥ 80 %, yellow ≥ 60 %, else red.
-pub fn band(rate: f64) -> &'static str {
-    if rate >= 0.8 {
-        "green"
-    } else if rate >= 0.6 {
-        "yellow"
-    } else {
-        "red"
-    }
-}
+pub use crate::trial::stats::{band, wilson_interval};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Tally {
@@ -301,30 +278,4 @@ pub fn artefact_path(dir: &std::path::Path, r: &TrialRecord, ext: &str) -> PathB
         "{}_seed{}_{}_{policy}.{ext}",
         r.scenario, r.seed, r.mode
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wilson_matches_published_values() {
-        // Reference values: statsmodels 0.14 proportion_confint(k, n, alpha=0.05, method="wilson").
-        for (k, n, lo_ref, hi_ref) in [
-            (18, 20, 0.698_966_355, 0.972_133_519),
-            (0, 10, 0.0, 0.277_532_800),
-            (10, 10, 0.722_467_200, 1.0),
-            (1, 2, 0.094_531_206, 0.905_468_794),
-            (45, 50, 0.786_397_686, 0.956_524_235),
-        ] {
-            let (lo, hi) = wilson_interval(k, n);
-            assert!(
-                (lo - lo_ref).abs() < 1e-8 && (hi - hi_ref).abs() < 1e-8,
-                "{k}/{n}: {lo} {hi}"
-            );
-        }
-        assert_eq!(band(0.8), "green");
-        assert_eq!(band(0.79), "yellow");
-        assert_eq!(band(0.59), "red");
-    }
 }
