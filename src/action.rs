@@ -86,6 +86,12 @@ pub enum InferenceEvent {
 /// Observer of every inference result (recording, session log); must not block.
 pub trait InferenceObserver: Send {
     fn on_event(&mut self, frame: Option<&Frame>, event: &InferenceEvent, error: Option<&str>);
+
+    /// Asked before each frame: true makes the stage forget its history
+    /// first (the console's new trial is a new episode for the policy).
+    fn take_history_reset(&mut self) -> bool {
+        false
+    }
 }
 
 impl InferenceObserver for () {

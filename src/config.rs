@@ -395,6 +395,8 @@ pub struct RecordConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: String,
+    /// sha256 of the config text (hex), so a trial names the exact settings.
+    pub digest: String,
     pub model_dir: PathBuf,
     pub step_override: Option<Duration>,
     pub capture: CaptureConfig,
@@ -728,6 +730,10 @@ impl Config {
         }
         Ok(Self {
             source: source.to_string(),
+            digest: {
+                use sha2::Digest;
+                crate::hex::encode(&sha2::Sha256::digest(text.as_bytes()))
+            },
             model_dir: resolve(&raw.model.dir),
             step_override: raw.model.step_ms.map(Duration::from_millis),
             capture,

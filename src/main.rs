@@ -181,6 +181,10 @@ struct SimTrialsArgs {
     /// Write the camera view with the chunk overlaid (animated GIF) per trial here.
     #[arg(long)]
     video_dir: Option<PathBuf>,
+    /// Also store every trial in this trial store (SQLite, created if
+    /// missing), marked simulated, for `mvla trial report`.
+    #[arg(long)]
+    db: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -222,8 +226,110 @@ enum SimCommand {
     },
 }
 
+#[derive(clap::Args)]
+struct TrialConsoleArgs {
+    /// TOML configuration (the one `mvla run` uses); default: built-in hardware-free config.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Trial plan (TOML: scenarios, repetitions, time_limit_s, seed).
+    #[arg(long)]
+    plan: Option<PathBuf>,
+    /// Scenarios without a plan file, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    scenario: Vec<String>,
+    /// Trials per scenario (with --scenario).
+    #[arg(long, default_value_t = 10)]
+    repetitions: u64,
+    /// A trial still running after this long ends as a failure (OTHER) unless marked otherwise (with --scenario).
+    #[arg(long, default_value_t = mvla::trial::plan::DEFAULT_TIME_LIMIT_S)]
+    time_limit_s: f64,
+    /// Seed of the randomised order (default: the plan's, else drawn and shown).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The trial store (SQLite); default: trials.sqlite in the recordings folder.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Recordings folder (default: the config's [record] dir, else ./mvla-trials).
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Who runs the trials (stored with each).
+    #[arg(long)]
+    operator: Option<String>,
+    /// The robot's name (default: the host name).
+    #[arg(long)]
+    robot_id: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct TrialReportArgs {
+    /// The trial store.
+    #[arg(long, default_value = "mvla-trials/trials.sqlite")]
+    db: PathBuf,
+    /// The report as JSON (tallies, comparison, every trial).
+    #[arg(long)]
+    json: bool,
+    /// The tallies as CSV (scope, key, n, successes, rate, Wilson bounds, band, codes).
+    #[arg(long)]
+    csv: bool,
+    /// Also write a self-contained HTML page with the plots (never over an existing file).
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Trials started on or after this UTC date/time (ISO-8601, e.g. 2026-12-01).
+    #[arg(long)]
+    since: Option<String>,
+    /// Trials started before this UTC date/time.
+    #[arg(long)]
+    until: Option<String>,
+    /// Scenario glob (`*`, `?`, `[…]`).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Model digest (prefix).
+    #[arg(long)]
+    model: Option<String>,
+    /// Plan id (as the console and the JSON report show it).
+    #[arg(long)]
+    plan: Option<String>,
+    /// Only simulated trials.
+    #[arg(long, conflicts_with = "field")]
+    simulated: bool,
+    /// Only field trials.
+    #[arg(long)]
+    field: bool,
+    /// Compare two models, A,B (digest prefixes): difference in success rate
+    /// with its 95 % interval and Fisher's exact p (default: the two models,
+    /// when the trials have exactly two).
+    #[arg(long)]
+    compare: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TrialCommand {
+    /// Success rates per scenario, per model and overall (95 % Wilson
+    /// intervals, colour bands, failure codes), a comparison of two models
+    /// (difference with its interval, Fisher's exact p); a table, --json,
+    /// --csv, or --html FILE with plots.
+    Report(TrialReportArgs),
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Field trials: the operator console (the robot's field mode), or `report`.
+    ///
+    /// The console runs the controller of `mvla run` (same config, threads,
+    /// failsafe) disarmed, in a terminal UI (80x24, keys only, works over
+    /// SSH): Enter starts a trial (arms the policy, starts the recording),
+    /// Space stops the wheels at once (e-stop), y marks success, f failure
+    /// with a code, a aborts, t adds a note, n skips to the next plan entry,
+    /// q quits. Every trial is written to the trial store (SQLite) when it
+    /// starts and when it ends; one left running by a crash is recorded as
+    /// aborted by the next session.
+    #[command(args_conflicts_with_subcommands = true)]
+    Trial {
+        #[command(subcommand)]
+        action: Option<TrialCommand>,
+        #[command(flatten)]
+        console: TrialConsoleArgs,
+    },
     /// The closed-loop simulator: scenarios, lock-step trials, expert demonstrations.
     Sim {
         #[command(subcommand)]
@@ -474,6 +580,43 @@ fn main() -> ExitCode {
             json,
         } => cli::run::run(config.as_deref(), duration_s, record, json),
         Command::Stop { config } => cli::stop::run(config.as_deref()),
+        Command::Trial {
+            action: Some(TrialCommand::Report(a)),
+            ..
+        } => cli::trial::report_cmd(cli::trial::ReportArgs {
+            db: a.db,
+            json: a.json,
+            csv: a.csv,
+            html: a.html,
+            filter: mvla::trial::store::Filter {
+                since: a.since,
+                until: a.until,
+                scenario_glob: a.scenario,
+                model: a.model,
+                plan_id: a.plan,
+                simulated: match (a.simulated, a.field) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
+            },
+            compare: a.compare,
+        }),
+        Command::Trial {
+            action: None,
+            console: c,
+        } => cli::trial::console(cli::trial::ConsoleArgs {
+            config: c.config,
+            plan: c.plan,
+            scenario: c.scenario,
+            repetitions: c.repetitions,
+            time_limit_s: c.time_limit_s,
+            seed: c.seed,
+            db: c.db,
+            record: c.record,
+            operator: c.operator,
+            robot_id: c.robot_id,
+        }),
         Command::Calib {
             port,
             baud,

@@ -115,6 +115,11 @@ impl InferenceStage {
         }
     }
 
+    /// Forget the history (the next frame starts a new episode).
+    pub fn reset_history(&mut self) {
+        self.step.reset();
+    }
+
     /// Preprocess + policy step for one frame. `picked_up`: when the stage got the frame.
     pub fn process(&mut self, frame: &Frame, picked_up: Timestamp, clock: &dyn Clock) -> Processed {
         if frame.starts_episode || self.last_frame_time.is_some_and(|t| frame.capture_time < t) {
@@ -440,6 +445,9 @@ pub fn inference_loop(
         }
         match msg {
             Ok(CaptureMsg::Frame(frame)) => {
+                if observer.take_history_reset() {
+                    stage.reset_history();
+                }
                 let picked_up = clock.now();
                 let processed = stage.process(&frame, picked_up, clock.as_ref());
                 if let InferenceEvent::Chunk(c) = &processed.event {

@@ -54,6 +54,19 @@ pub enum RunError {
     Panic(&'static str),
 }
 
+impl RunError {
+    /// The configuration, model or input is wrong (exit 2: do not restart),
+    /// rather than something failing at run time.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Self::Model { .. }
+                | Self::Scenario(_)
+                | Self::Capture(CaptureError::Config(_) | CaptureError::EpisodeOpen(_))
+        )
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub duration: Option<Duration>,
@@ -240,203 +253,80 @@ fn prepare_for_camera(
     Ok(())
 }
 
+/// How [`Controller::start`] sets the controller up.
+#[derive(Default)]
+pub struct StartOptions {
+    /// Overrides / enables `[record] dir` (a session recorder for the whole run).
+    pub record_dir: Option<PathBuf>,
+    /// The operator console: the policy starts disarmed (wheels stopped until
+    /// [`Controller::set_armed`]), and this observer sees every inference in
+    /// place of a session recorder (it records per trial).
+    pub console_observer: Option<Box<dyn crate::action::InferenceObserver>>,
+}
+
+/// Why [`Controller::poll`] says the run (or, in the console, the trial) is over.
+#[derive(Debug, Clone)]
+pub enum Ended {
+    /// A non-looping source ran out of frames.
+    SourceEnded,
+    /// The simulator's judge gave its verdict.
+    Judged(crate::sim::judge::Verdict),
+}
+
+/// What the console shows, read without stopping anything.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub motor: crate::control::MotorStatusSnapshot,
+    pub armed: bool,
+    pub link_up: bool,
+    pub link_frames_sent: u64,
+    pub link_errors: u64,
+    pub counters: CountersSnapshot,
+}
+
+/// The controller of `mvla run`, up and running: link, motor thread, model,
+/// capture and inference threads (and the simulated world when the source is
+/// `sim`). `mvla run` starts one, waits, and finishes it; the operator console
+/// (`mvla trial`) starts the same one disarmed and arms it per trial.
+pub struct Controller {
+    config_source: String,
+    model_dir: String,
+    meta: ModelMeta,
+    backend_text: String,
+    source_text: String,
+    sim: Option<SimParts>,
+    judge: Option<crate::sim::judge::Judge>,
+    judged: usize,
+    emulator: Option<BoardEmulator>,
+    motor: MotorSide,
+    link_status: Arc<crate::drive::LinkStatus>,
+    capture: std::thread::JoinHandle<()>,
+    inference: std::thread::JoinHandle<()>,
+    counters: Arc<crate::pipeline::Counters>,
+    stats: Arc<std::sync::Mutex<crate::pipeline::InferenceStats>>,
+    stage_stop: Arc<AtomicBool>,
+    logger: crate::rtlog::Logger,
+    recorder_handle: Option<std::thread::JoinHandle<RecordOutcome>>,
+    notifier: Notifier,
+    clock: Arc<dyn Clock>,
+    started: Instant,
+    console: bool,
+}
+
 /// Run until `stop` is set, the duration passes, or a non-looping source ends.
 pub fn run(
     config: &Config,
     options: &RunOptions,
     stop: Arc<AtomicBool>,
 ) -> Result<RunSummary, RunError> {
-    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
-    let model_err = |source| RunError::Model {
-        path: config.model_dir.display().to_string(),
-        source,
-    };
-    let mut meta = ModelMeta::load(&config.model_dir).map_err(|e| model_err(e.into()))?;
-    meta.verify_files().map_err(|e| model_err(e.into()))?;
-    if let Some(step) = config.step_override {
-        meta.raw.step_ms = step.as_millis() as u64;
-    }
-    let (source, sim) = build_source(config, &meta, clock.clone())?;
-    let source_text = source.describe();
-    let spec = meta.preprocess_spec(source.pending_rotation());
-
-    let record_cfg = options
-        .record_dir
-        .as_ref()
-        .map(|dir| crate::config::RecordConfig {
-            dir: dir.clone(),
-            episode: true,
-            session_log: true,
-            scenario: config
-                .record
-                .as_ref()
-                .map(|r| r.scenario.clone())
-                .unwrap_or_else(|| "mvla_session".into()),
-        })
-        .or_else(|| config.record.clone())
-        .map(|mut r| {
-            // A simulated session is named after its scenario, never mistaken for the field.
-            if let Some(s) = &sim {
-                if r.scenario == "mvla_session" {
-                    r.scenario = format!("sim_{}", s.world.scenario);
-                }
-            }
-            r
-        });
-    if sim.as_ref().is_some_and(|s| s.expert) && record_cfg.is_some() {
-        // The expert replaces the camera and inference threads: there is
-        // nothing to record here (`mvla sim collect` records its demonstrations).
-        return Err(RunError::Capture(CaptureError::Config(
-            "recording needs the camera and the policy; with [capture.sim] policy = \"expert\" use `mvla sim collect` for demonstrations".into(),
-        )));
-    }
-    let (observer, recorder_handle): (Box<dyn crate::action::InferenceObserver>, _) =
-        match &record_cfg {
-            Some(r) => {
-                let (recorder, handle) = spawn_recorder(RecordSettings {
-                    dir: r.dir.clone(),
-                    episode: r.episode,
-                    session_log: r.session_log,
-                    scenario: r.scenario.clone(),
-                    instruction: meta.raw.prompt.instruction.clone(),
-                    model_id: meta.model_id.clone(),
-                    chunk_size: meta.raw.chunk,
-                    step: meta.step(),
-                })
-                .map_err(|source| RunError::Io {
-                    what: format!("recording folder {}", r.dir.display()),
-                    source,
-                })?;
-                (Box::new(recorder), Some(handle))
-            }
-            None => (Box::new(()), None),
-        };
-
-    // The wheel link: open it before anything can move (an emulated board for the default config).
-    let notifier = Notifier::from_env();
-    let (emulator, link_cfg) = match &config.link {
-        LinkConfig::Emulator => {
-            let emu = match &sim {
-                Some(s) => BoardEmulator::start_with_base(s.base.clone()),
-                None => BoardEmulator::start(config.calib.clone()),
-            }
-            .map_err(|source| RunError::Io {
-                what: "starting the board emulator".into(),
-                source,
-            })?;
-            let cfg = SlcanConfig::new(
-                emu.port_path().display().to_string(),
-                crate::drive::slcan::DEFAULT_BAUD,
-            );
-            (Some(emu), cfg)
-        }
-        LinkConfig::Slcan(cfg) => (None, cfg.clone()),
-    };
-    let slcan = Slcan::open(link_cfg)?;
-    // State changes of the real-time threads are logged by this thread.
-    let logger = crate::rtlog::Logger::start().map_err(|source| RunError::Io {
-        what: "spawning the logger thread".into(),
-        source,
-    })?;
-    let link = LinkWorker::spawn_with(
-        Box::new(slcan),
-        LinkOptions {
-            realtime_priority: config.link_realtime_priority,
-            log: logger.queue(crate::rtlog::DEFAULT_CAPACITY),
+    let mut controller = Controller::start(
+        config,
+        StartOptions {
+            record_dir: options.record_dir.clone(),
+            console_observer: None,
         },
-    )
-    .map_err(|source| RunError::Io {
-        what: "spawning the link thread".into(),
-        source,
-    })?;
-    // The motor side runs from here on, commanding stop (no chunk yet) while
-    // the model loads; any early return below stops it (`MotorSide::drop`).
-    let events = crate::channel::latest();
-    let flags = MotorFlags::default();
-    let link_status = link.status.clone();
-    let motor = MotorSide::spawn(
-        MotorThread::new(
-            MotorLoop::new(config.motor, config.calib.clone()),
-            events.1.clone(),
-            link,
-            clock.clone(),
-            flags.clone(),
-            Notifier::from_env(),
-            logger.queue(crate::rtlog::DEFAULT_CAPACITY),
-        ),
-        flags,
-        config.realtime_priority,
-        config.motor.period(),
     )?;
-    // Lock what the motor and link threads use (their stacks, the code, the
-    // heap so far) before the model brings its weights: those stay pageable.
-    // Both threads first finish their start-up allocations (the link thread
-    // has tried its first send, so the motor thread has ticked).
-    if config.lock_memory {
-        let waited = Instant::now();
-        while link_status.frames_sent.load(Ordering::Relaxed)
-            + link_status.errors.load(Ordering::Relaxed)
-            == 0
-            && waited.elapsed() < Duration::from_secs(1)
-        {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        match crate::realtime::lock_current_memory() {
-            Ok(()) => tracing::info!(
-                locked_kib = crate::realtime::locked_kib(),
-                "memory locked (model not included)"
-            ),
-            Err(e) => tracing::error!("mlockall failed ({e}); the motor loop may page-fault"),
-        }
-    }
-    let (stage, backend_text) = build_stage(config, meta.clone(), spec).map_err(model_err)?;
-    tracing::info!("policy backend: {backend_text}");
-    tracing::info!(
-        "model {} ({}), source: {source_text}",
-        config.model_dir.display(),
-        meta.model_id
-    );
-    // The trial starts now that the controller is up (model loaded, link open).
-    let mut judge = sim.as_ref().map(|s| {
-        s.base.lock().expect("sim base").restart(clock.now());
-        crate::sim::judge::Judge::new(&s.world)
-    });
-    let mut judged = 0usize;
-    let mut verdict = None;
     let started = Instant::now();
-    let Stages {
-        events: _,
-        capture,
-        inference,
-        counters,
-        stats,
-        stop: stage_stop,
-    } = match &sim {
-        Some(s) if s.expert => {
-            drop(observer); // no recorder with the expert (refused above): nothing waits on it
-            spawn_expert(&s.world, s.base.clone(), clock.clone(), events)
-        }
-        _ => spawn_stages_into(
-            source,
-            stage,
-            InferenceSettings {
-                no_frame_timeout: config.no_frame_timeout,
-                budget: config.budget,
-            },
-            clock.clone(),
-            observer,
-            events,
-        ),
-    }
-    .map_err(|source| RunError::Io {
-        what: "spawning the capture and inference threads".into(),
-        source,
-    })?;
-    motor.flags.ready.store(true, Ordering::Relaxed);
-    notifier.notify("READY=1");
-    tracing::info!(source = %source_text, backend = %backend_text, "READY");
-
-    // Wait for a reason to stop.
     let stop_reason = loop {
         if stop.load(Ordering::Relaxed) {
             break "stop requested (signal)".to_string();
@@ -447,87 +337,398 @@ pub fn run(
                 options.duration.unwrap_or_default().as_secs_f64()
             );
         }
-        if inference.is_finished() {
-            break "frame source ended".to_string();
-        }
-        if let (Some(s), Some(j)) = (&sim, judge.as_mut()) {
-            let mut b = s.base.lock().expect("sim base");
-            b.advance_to(clock.now());
-            for sample in &b.trajectory()[judged..] {
-                if let Some(v) = j.observe(sample) {
-                    verdict = Some(v.clone());
-                    break;
-                }
-            }
-            judged = b.trajectory().len();
-            if let Some(v) = &verdict {
-                break format!("sim judge: {}", v.line());
-            }
+        match controller.poll() {
+            Some(Ended::SourceEnded) => break "frame source ended".to_string(),
+            Some(Ended::Judged(v)) => break format!("sim judge: {}", v.line()),
+            None => {}
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    // Stop the wheels first (the motor loop e-stops on its next tick), then
-    // the stages; the motor loop keeps commanding stop until they are down.
-    notifier.notify("STOPPING=1");
-    motor.estop();
-    stage_stop.store(true, Ordering::Relaxed);
-    let capture_joined = capture.join();
-    let inference_joined = inference.join();
-    let motor = motor.finish()?;
-    logger.shutdown();
-    capture_joined.map_err(|_| RunError::Panic("capture"))?;
-    inference_joined.map_err(|_| RunError::Panic("inference"))?;
-    let record = match recorder_handle {
-        Some(h) => Some(h.join().map_err(|_| RunError::Panic("recorder"))?),
-        None => None,
-    };
-    let inference_stats = stats.lock().expect("stats lock").summary();
-    let counters = counters.snapshot();
-    let sim_record = match (&sim, judge.as_mut()) {
-        (Some(s), Some(j)) => {
-            let b = s.base.lock().expect("sim base");
-            let last = *b
-                .trajectory()
-                .last()
-                .expect("the trajectory starts with a sample");
-            let v = match verdict {
-                Some(v) => v,
-                None => j.ended_early(&last, &stop_reason).clone(),
-            };
-            let policy = if s.expert {
-                "expert"
-            } else {
-                meta.model_id.as_str()
-            };
-            Some(crate::sim::lockstep::TrialRecord::realtime(
-                &s.world,
-                policy,
-                &v,
-                b.trajectory(),
-                &counters,
-                &inference_stats,
-                &motor,
-                started.elapsed().as_secs_f64(),
-            ))
+    controller.finish(stop_reason)
+}
+
+impl Controller {
+    pub fn start(config: &Config, options: StartOptions) -> Result<Self, RunError> {
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+        let model_err = |source| RunError::Model {
+            path: config.model_dir.display().to_string(),
+            source,
+        };
+        let mut meta = ModelMeta::load(&config.model_dir).map_err(|e| model_err(e.into()))?;
+        meta.verify_files().map_err(|e| model_err(e.into()))?;
+        if let Some(step) = config.step_override {
+            meta.raw.step_ms = step.as_millis() as u64;
         }
-        _ => None,
-    };
-    Ok(RunSummary {
-        config: config.source.clone(),
-        model_dir: config.model_dir.display().to_string(),
-        model_id: meta.model_id.clone(),
-        backend: backend_text,
-        source: source_text,
-        ran_s: started.elapsed().as_secs_f64(),
-        stop_reason,
-        counters,
-        inference: inference_stats,
-        motor,
-        record,
-        emulator_pose: emulator.as_ref().map(|e| e.snapshot().pose),
-        emulator_wheel_frames: emulator.as_ref().map(|e| e.snapshot().wheel_frames.len()),
-        sim: sim_record,
-    })
+        let (source, sim) = build_source(config, &meta, clock.clone())?;
+        let source_text = source.describe();
+        let spec = meta.preprocess_spec(source.pending_rotation());
+        let console = options.console_observer.is_some();
+
+        let record_cfg = options
+            .record_dir
+            .as_ref()
+            .map(|dir| crate::config::RecordConfig {
+                dir: dir.clone(),
+                episode: true,
+                session_log: true,
+                scenario: config
+                    .record
+                    .as_ref()
+                    .map(|r| r.scenario.clone())
+                    .unwrap_or_else(|| "mvla_session".into()),
+            })
+            .or_else(|| config.record.clone())
+            .filter(|_| !console) // the console records per trial
+            .map(|mut r| {
+                // A simulated session is named after its scenario, never mistaken for the field.
+                if let Some(s) = &sim {
+                    if r.scenario == "mvla_session" {
+                        r.scenario = format!("sim_{}", s.world.scenario);
+                    }
+                }
+                r
+            });
+        if sim.as_ref().is_some_and(|s| s.expert) && (record_cfg.is_some() || console) {
+            // The expert replaces the camera and inference threads: there is
+            // nothing to record here (`mvla sim collect` records its demonstrations).
+            return Err(RunError::Capture(CaptureError::Config(
+                "recording and trials need the camera and the policy; with [capture.sim] policy = \"expert\" use `mvla sim collect` for demonstrations".into(),
+            )));
+        }
+        let (observer, recorder_handle): (Box<dyn crate::action::InferenceObserver>, _) =
+            match (options.console_observer, &record_cfg) {
+                (Some(o), _) => (o, None),
+                (None, Some(r)) => {
+                    let (recorder, handle) = spawn_recorder(RecordSettings {
+                        dir: r.dir.clone(),
+                        episode: r.episode,
+                        session_log: r.session_log,
+                        scenario: r.scenario.clone(),
+                        instruction: meta.raw.prompt.instruction.clone(),
+                        model_id: meta.model_id.clone(),
+                        chunk_size: meta.raw.chunk,
+                        step: meta.step(),
+                    })
+                    .map_err(|source| RunError::Io {
+                        what: format!("recording folder {}", r.dir.display()),
+                        source,
+                    })?;
+                    (Box::new(recorder), Some(handle))
+                }
+                (None, None) => (Box::new(()), None),
+            };
+
+        // The wheel link: open it before anything can move (an emulated board for the default config).
+        let notifier = Notifier::from_env();
+        let (emulator, link_cfg) = match &config.link {
+            LinkConfig::Emulator => {
+                let emu = match &sim {
+                    Some(s) => BoardEmulator::start_with_base(s.base.clone()),
+                    None => BoardEmulator::start(config.calib.clone()),
+                }
+                .map_err(|source| RunError::Io {
+                    what: "starting the board emulator".into(),
+                    source,
+                })?;
+                let cfg = SlcanConfig::new(
+                    emu.port_path().display().to_string(),
+                    crate::drive::slcan::DEFAULT_BAUD,
+                );
+                (Some(emu), cfg)
+            }
+            LinkConfig::Slcan(cfg) => (None, cfg.clone()),
+        };
+        let slcan = Slcan::open(link_cfg)?;
+        // State changes of the real-time threads are logged by this thread.
+        let logger = crate::rtlog::Logger::start().map_err(|source| RunError::Io {
+            what: "spawning the logger thread".into(),
+            source,
+        })?;
+        let link = LinkWorker::spawn_with(
+            Box::new(slcan),
+            LinkOptions {
+                realtime_priority: config.link_realtime_priority,
+                log: logger.queue(crate::rtlog::DEFAULT_CAPACITY),
+            },
+        )
+        .map_err(|source| RunError::Io {
+            what: "spawning the link thread".into(),
+            source,
+        })?;
+        // The motor side runs from here on, commanding stop (no chunk yet) while
+        // the model loads; any early return below stops it (`MotorSide::drop`).
+        let events = crate::channel::latest();
+        let flags = MotorFlags::default();
+        // The console's trials start disarmed: stop until the operator arms.
+        flags.disarmed.store(console, Ordering::Relaxed);
+        let link_status = link.status.clone();
+        let motor = MotorSide::spawn(
+            MotorThread::new(
+                MotorLoop::new(config.motor, config.calib.clone()),
+                events.1.clone(),
+                link,
+                clock.clone(),
+                flags.clone(),
+                Notifier::from_env(),
+                logger.queue(crate::rtlog::DEFAULT_CAPACITY),
+            ),
+            flags,
+            config.realtime_priority,
+            config.motor.period(),
+        )?;
+        // Lock what the motor and link threads use (their stacks, the code, the
+        // heap so far) before the model brings its weights: those stay pageable.
+        // Both threads first finish their start-up allocations (the link thread
+        // has tried its first send, so the motor thread has ticked).
+        if config.lock_memory {
+            let waited = Instant::now();
+            while link_status.frames_sent.load(Ordering::Relaxed)
+                + link_status.errors.load(Ordering::Relaxed)
+                == 0
+                && waited.elapsed() < Duration::from_secs(1)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            match crate::realtime::lock_current_memory() {
+                Ok(()) => tracing::info!(
+                    locked_kib = crate::realtime::locked_kib(),
+                    "memory locked (model not included)"
+                ),
+                Err(e) => tracing::error!("mlockall failed ({e}); the motor loop may page-fault"),
+            }
+        }
+        let (stage, backend_text) = build_stage(config, meta.clone(), spec).map_err(model_err)?;
+        tracing::info!("policy backend: {backend_text}");
+        tracing::info!(
+            "model {} ({}), source: {source_text}",
+            config.model_dir.display(),
+            meta.model_id
+        );
+        // The trial starts now that the controller is up (model loaded, link
+        // open); the console starts each of its trials itself.
+        let judge = sim.as_ref().filter(|_| !console).map(|s| {
+            s.base.lock().expect("sim base").restart(clock.now());
+            crate::sim::judge::Judge::new(&s.world)
+        });
+        let Stages {
+            events: _,
+            capture,
+            inference,
+            counters,
+            stats,
+            stop: stage_stop,
+        } = match &sim {
+            Some(s) if s.expert => {
+                drop(observer); // no recorder with the expert (refused above): nothing waits on it
+                spawn_expert(&s.world, s.base.clone(), clock.clone(), events)
+            }
+            _ => spawn_stages_into(
+                source,
+                stage,
+                InferenceSettings {
+                    no_frame_timeout: config.no_frame_timeout,
+                    budget: config.budget,
+                },
+                clock.clone(),
+                observer,
+                events,
+            ),
+        }
+        .map_err(|source| RunError::Io {
+            what: "spawning the capture and inference threads".into(),
+            source,
+        })?;
+        motor.flags.ready.store(true, Ordering::Relaxed);
+        notifier.notify("READY=1");
+        tracing::info!(source = %source_text, backend = %backend_text, "READY");
+        Ok(Self {
+            config_source: config.source.clone(),
+            model_dir: config.model_dir.display().to_string(),
+            meta,
+            backend_text,
+            source_text,
+            sim,
+            judge,
+            judged: 0,
+            emulator,
+            motor,
+            link_status,
+            capture,
+            inference,
+            counters,
+            stats,
+            stage_stop,
+            logger,
+            recorder_handle,
+            notifier,
+            clock,
+            started: Instant::now(),
+            console,
+        })
+    }
+
+    pub fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
+
+    /// The policy backend, as the summary prints it.
+    pub fn backend(&self) -> &str {
+        &self.backend_text
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source_text
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The world is the simulator's.
+    pub fn simulated(&self) -> bool {
+        self.sim.is_some()
+    }
+
+    /// The simulated world's scenario, when there is one.
+    pub fn sim_scenario(&self) -> Option<&str> {
+        self.sim.as_ref().map(|s| s.world.scenario.as_str())
+    }
+
+    /// Whether the run is over: the source ended, or (simulator) the judge
+    /// decided. In the console a verdict ends the trial; the next
+    /// [`Controller::begin_trial`] starts a fresh judge.
+    pub fn poll(&mut self) -> Option<Ended> {
+        if self.inference.is_finished() {
+            return Some(Ended::SourceEnded);
+        }
+        let (s, j) = (self.sim.as_ref()?, self.judge.as_mut()?);
+        let mut b = s.base.lock().expect("sim base");
+        b.advance_to(self.clock.now());
+        let mut verdict = None;
+        for sample in &b.trajectory()[self.judged..] {
+            if let Some(v) = j.observe(sample) {
+                verdict = Some(v.clone());
+                break;
+            }
+        }
+        self.judged = b.trajectory().len();
+        drop(b);
+        if self.console && verdict.is_some() {
+            self.judge = None;
+        }
+        verdict.map(Ended::Judged)
+    }
+
+    /// Arm (the policy drives, from frames captured after now) or disarm
+    /// (stop frames on the motor loop's next tick).
+    pub fn set_armed(&self, armed: bool) {
+        self.motor.flags.disarmed.store(!armed, Ordering::Relaxed);
+    }
+
+    pub fn live(&self) -> Live {
+        Live {
+            motor: self.motor.flags.status.snapshot(),
+            armed: !self.motor.flags.disarmed.load(Ordering::Relaxed),
+            link_up: self.link_status.up.load(Ordering::Relaxed),
+            link_frames_sent: self.link_status.frames_sent.load(Ordering::Relaxed),
+            link_errors: self.link_status.errors.load(Ordering::Relaxed),
+            counters: self.counters.snapshot(),
+        }
+    }
+
+    /// Where the base is (x m, y m, heading rad): the simulator's base, or
+    /// the emulated board's; None with a real robot (no odometry here).
+    pub fn pose(&self) -> Option<(f64, f64, f64)> {
+        let base = match (&self.sim, &self.emulator) {
+            (Some(s), _) => s.base.clone(),
+            (None, Some(e)) => e.base().clone(),
+            (None, None) => return None,
+        };
+        let mut b = base.lock().expect("base");
+        b.advance_to(self.clock.now());
+        let p = b.pose();
+        Some((p.x, p.y, p.yaw))
+    }
+
+    /// A trial begins (console): in the simulator the base is put back at
+    /// the world's start pose and a fresh judge watches it.
+    pub fn begin_trial(&mut self) {
+        if let Some(s) = &self.sim {
+            s.base
+                .lock()
+                .expect("sim base")
+                .place(s.world.start, self.clock.now());
+            self.judge = Some(crate::sim::judge::Judge::new(&s.world));
+            self.judged = 0;
+        }
+    }
+
+    /// Stop the wheels and every thread; the summary of the run.
+    pub fn finish(mut self, stop_reason: String) -> Result<RunSummary, RunError> {
+        // Stop the wheels first (the motor loop e-stops on its next tick), then
+        // the stages; the motor loop keeps commanding stop until they are down.
+        self.notifier.notify("STOPPING=1");
+        self.motor.estop();
+        self.stage_stop.store(true, Ordering::Relaxed);
+        let capture_joined = self.capture.join();
+        let inference_joined = self.inference.join();
+        let motor = self.motor.finish()?;
+        self.logger.shutdown();
+        capture_joined.map_err(|_| RunError::Panic("capture"))?;
+        inference_joined.map_err(|_| RunError::Panic("inference"))?;
+        let record = match self.recorder_handle {
+            Some(h) => Some(h.join().map_err(|_| RunError::Panic("recorder"))?),
+            None => None,
+        };
+        let inference_stats = self.stats.lock().expect("stats lock").summary();
+        let counters = self.counters.snapshot();
+        let sim_record = match (&self.sim, self.judge.as_mut()) {
+            (Some(s), Some(j)) if !self.console => {
+                let b = s.base.lock().expect("sim base");
+                let last = *b
+                    .trajectory()
+                    .last()
+                    .expect("the trajectory starts with a sample");
+                // The judge's verdict, or (stopped first) the early end.
+                let v = j.ended_early(&last, &stop_reason).clone();
+                let policy = if s.expert {
+                    "expert"
+                } else {
+                    self.meta.model_id.as_str()
+                };
+                Some(crate::sim::lockstep::TrialRecord::realtime(
+                    &s.world,
+                    policy,
+                    &v,
+                    b.trajectory(),
+                    &counters,
+                    &inference_stats,
+                    &motor,
+                    self.started.elapsed().as_secs_f64(),
+                ))
+            }
+            _ => None,
+        };
+        Ok(RunSummary {
+            config: self.config_source,
+            model_dir: self.model_dir,
+            model_id: self.meta.model_id.clone(),
+            backend: self.backend_text,
+            source: self.source_text,
+            ran_s: self.started.elapsed().as_secs_f64(),
+            stop_reason,
+            counters,
+            inference: inference_stats,
+            motor,
+            record,
+            emulator_pose: self.emulator.as_ref().map(|e| e.snapshot().pose),
+            emulator_wheel_frames: self
+                .emulator
+                .as_ref()
+                .map(|e| e.snapshot().wheel_frames.len()),
+            sim: sim_record,
+        })
+    }
 }
 
 /// The expert operator in place of the camera and inference threads

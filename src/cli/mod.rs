@@ -27,6 +27,7 @@ pub mod preprocess;
 pub mod run;
 pub mod sim;
 pub mod stop;
+pub mod trial;
 
 /// An error that means "the input is wrong" (exit 2) rather than "something
 /// failed" (exit 1). It keeps the error it marks, causes included.
@@ -57,4 +58,16 @@ impl BadInput {
 pub fn load_policy(model: &Path) -> Result<TractPolicy> {
     TractPolicy::load(model)
         .map_err(|e| BadInput::context(e, format!("model {}", model.display())).into())
+}
+
+/// Write a new file; an existing one is never replaced.
+pub fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create_new(path)?;
+    if let Err(e) = f.write_all(bytes).and_then(|_| f.sync_all()) {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(())
 }

@@ -41,16 +41,7 @@ pub fn run(
     };
     let summary = match mvla::run::run(&config, &options, stop) {
         Ok(s) => s,
-        Err(
-            e @ (mvla::run::RunError::Model { .. }
-            | mvla::run::RunError::Scenario(_)
-            | mvla::run::RunError::Capture(
-                mvla::capture::CaptureError::Config(_)
-                | mvla::capture::CaptureError::EpisodeOpen(_),
-            )),
-        ) => {
-            bail!(BadInput::of(e))
-        }
+        Err(e) if e.is_bad_input() => bail!(BadInput::of(e)),
         Err(e) => return Err(e.into()),
     };
     if json {

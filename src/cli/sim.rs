@@ -126,8 +126,49 @@ fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
     for dir in [&a.plot_dir, &a.video_dir].into_iter().flatten() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    // The store first: a bad file is refused before any trial runs.
+    let store = match &a.db {
+        Some(path) => {
+            let store =
+                mvla::trial::store::TrialStore::open(path, mvla::trial::store::Access::Writer)
+                    .map_err(|e| -> anyhow::Error {
+                        if e.is_bad_input() {
+                            BadInput::of(e).into()
+                        } else {
+                            e.into()
+                        }
+                    })?;
+            let now = mvla::record::writer::utc_stamp(std::time::SystemTime::now());
+            let session_id = format!("{}-{}-sim", now.1, std::process::id());
+            store.begin_session(&mvla::trial::store::SessionRow {
+                id: session_id.clone(),
+                kind: "sim",
+                started_utc: now.0,
+                config_path: Some(o.config.source.clone()),
+                ..Default::default()
+            })?;
+            Some((store, session_id))
+        }
+        None => None,
+    };
+    let backend = format!(
+        "lock-step simulator, latency {}",
+        match o.latency {
+            mvla::sim::lockstep::Latency::Measured => "measured".to_string(),
+            mvla::sim::lockstep::Latency::Fixed(d) => format!("{:.0} ms", d.as_secs_f64() * 1e3),
+        }
+    );
+    let mut stored = 0usize;
+    let mut store_errors: Vec<String> = Vec::new();
     let mut write_errors: Vec<String> = Vec::new();
     let records = trials::run_trials(&o, |r: &TrialRecord| {
+        if let Some((store, session)) = &store {
+            let row = trials::trial_row(r, session, &o.config, &backend);
+            match store.insert_trial(&row) {
+                Ok(_) => stored += 1,
+                Err(e) => store_errors.push(mvla::error::report(&e)),
+            }
+        }
         let mut out = std::io::stdout().lock();
         if a.json {
             if let Ok(line) = serde_json::to_string(r) {
@@ -148,7 +189,7 @@ fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
         }
         if let Some(dir) = &a.plot_dir {
             let path = trials::artefact_path(dir, r, "svg");
-            if let Err(e) = write_new(&path, mvla::sim::plot::trajectory_svg(r).as_bytes()) {
+            if let Err(e) = super::write_new(&path, mvla::sim::plot::trajectory_svg(r).as_bytes()) {
                 write_errors.push(format!(
                     "{}: {e}",
                     path.display(),
@@ -211,7 +252,18 @@ fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
             summary.policy, summary.latency, summary.speed_vs_real_time
         );
     }
-    // Pictures that could not be written: after the summary, never instead of it.
+    if let Some((store, session)) = &store {
+        let ended = mvla::record::writer::utc_stamp(std::time::SystemTime::now()).0;
+        store.end_session(session, &ended)?;
+        eprintln!("stored {stored} trials in {}", store.path().display());
+    }
+    // Trials and pictures that could not be written: after the summary, never instead of it.
+    if !store_errors.is_empty() {
+        for e in &store_errors {
+            eprintln!("error: {e}");
+        }
+        anyhow::bail!("{} trial(s) not stored", store_errors.len());
+    }
     if !write_errors.is_empty() {
         for e in &write_errors {
             eprintln!("error: {e}");
@@ -219,15 +271,4 @@ fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
         anyhow::bail!("{} plot/video file(s) not written", write_errors.len());
     }
     Ok(0)
-}
-
-/// Write a new file; an existing one is never replaced.
-fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::File::create_new(path)?;
-    if let Err(e) = f.write_all(bytes).and_then(|_| f.sync_all()) {
-        drop(f);
-        let _ = std::fs::remove_file(path);
-        return Err(e);
-    }
-    Ok(())
 }

@@ -117,7 +117,7 @@ impl MotorStatus {
         let age = self.chunk_age_us.load(Ordering::Relaxed);
         let cause = self.cause.load(Ordering::Relaxed);
         MotorStatusSnapshot {
-            wheels: (w >> 24 != 0).then(|| [w as u8, (w >> 8) as u8, (w >> 16) as u8]),
+            wheels: (w >> 24 != 0).then_some([w as u8, (w >> 8) as u8, (w >> 16) as u8]),
             level: Level::ALL
                 .get(usize::from(self.level.load(Ordering::Relaxed)))
                 .copied()

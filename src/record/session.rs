@@ -145,6 +145,20 @@ impl InferenceObserver for Recorder {
     }
 }
 
+/// `dir/stem.ext`, or the first of `dir/stem_1.ext`, `dir/stem_2.ext`, …
+/// that does not exist yet (the creation itself is exclusive, so a name
+/// taken in between is an error, never an overwrite).
+fn unique_path(dir: &std::path::Path, stem: &str, ext: &str) -> PathBuf {
+    let first = dir.join(format!("{stem}.{ext}"));
+    if !first.exists() {
+        return first;
+    }
+    (1..)
+        .map(|k| dir.join(format!("{stem}_{k}.{ext}")))
+        .find(|p| !p.exists())
+        .expect("an unbounded range ends with a free name")
+}
+
 fn record_thread(
     rx: Receiver<RecordMsg>,
     s: RecordSettings,
@@ -153,8 +167,10 @@ fn record_thread(
     let mut outcome = RecordOutcome::default();
     let (iso, stamp, hour, minute) = utc_stamp(std::time::SystemTime::now());
     let mut log = if s.session_log {
-        let path = s.dir.join(format!("session_{stamp}.jsonl"));
-        match std::fs::File::create(&path) {
+        // Never over an earlier log (two recorders within one second: the
+        // console's trials): the first free `session_<stamp>[_k].jsonl`.
+        let path = unique_path(&s.dir, &format!("session_{stamp}"), "jsonl");
+        match std::fs::File::create_new(&path) {
             Ok(f) => {
                 outcome.session_log_path = Some(path.display().to_string());
                 Some(std::io::BufWriter::new(f))
@@ -222,8 +238,15 @@ fn record_thread(
                         format!("_{episode_count}")
                     };
                     episode_count += 1;
-                    let name = format!("episode_{stamp}_{}{suffix}", s.scenario);
-                    let path = s.dir.join(format!("{name}.h5"));
+                    let path = unique_path(
+                        &s.dir,
+                        &format!("episode_{stamp}_{}{suffix}", s.scenario),
+                        "h5",
+                    );
+                    let name = path
+                        .file_stem()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     let header = EpisodeHeader {
                         episode_name: name,
                         instruction: s.instruction.clone(),
@@ -271,4 +294,44 @@ fn record_thread(
     }
     outcome.dropped_items = dropped.load(Ordering::Relaxed);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_recorders_in_one_second_keep_both_session_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = RecordSettings {
+            dir: dir.path().to_path_buf(),
+            episode: false,
+            session_log: true,
+            scenario: "x".into(),
+            instruction: String::new(),
+            model_id: String::new(),
+            chunk_size: 1,
+            step: Duration::from_millis(800),
+        };
+        let mut paths = Vec::new();
+        for k in 0..3 {
+            let (mut recorder, handle) = spawn_recorder(settings.clone()).unwrap();
+            let event = InferenceEvent::Fault {
+                kind: crate::fault::FaultKind::NoFrame,
+                at: Timestamp(k),
+            };
+            recorder.on_event(None, &event, Some("marker"));
+            drop(recorder);
+            let outcome = handle.join().unwrap();
+            assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+            paths.push(outcome.session_log_path.unwrap());
+        }
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), 3, "one log each, none overwritten: {paths:?}");
+        for p in &paths {
+            let text = std::fs::read_to_string(p).unwrap();
+            assert_eq!(text.lines().count(), 1, "{p}");
+        }
+    }
 }

@@ -115,6 +115,13 @@ impl SimBase {
         });
     }
 
+    /// Put the base at `pose` and start again at `now` (the console's next
+    /// trial in the simulator: the operator carries the robot back).
+    pub fn place(&mut self, pose: Pose, now: Timestamp) {
+        self.pose = pose;
+        self.restart(now);
+    }
+
     /// A wheel frame arrived at `now`: move to `now` with the old command, then hold the new one.
     pub fn command(&mut self, wheels: [u8; 3], now: Timestamp) {
         self.advance_to(now);

@@ -279,3 +279,70 @@ pub fn artefact_path(dir: &std::path::Path, r: &TrialRecord, ext: &str) -> PathB
         r.scenario, r.seed, r.mode
     ))
 }
+
+/// The trial store's row for a lock-step trial (`mvla sim trials --db`):
+/// marked simulated, ended by the judge, with the trajectory every 0.1 s.
+pub fn trial_row(
+    r: &TrialRecord,
+    session_id: &str,
+    config: &Config,
+    backend: &str,
+) -> crate::trial::store::TrialRow {
+    use crate::trial::{ScenarioParts, Status};
+    let parts = ScenarioParts::parse(&r.scenario);
+    let tick = |name: &str| Some(r.level_ticks.get(name).copied().unwrap_or(0) as i64);
+    let mut trajectory: Vec<[f64; 4]> = Vec::new();
+    for p in &r.trajectory {
+        if trajectory.last().is_none_or(|l| p.t_s - l[0] >= 0.1) {
+            trajectory.push([p.t_s, p.x, p.y, p.yaw]);
+        }
+    }
+    crate::trial::store::TrialRow {
+        session_id: session_id.into(),
+        scenario: r.scenario.clone(),
+        boxes: parts.boxes.map(i64::from),
+        side: parts.side,
+        pattern: parts.pattern,
+        distance: parts.distance,
+        simulated: true,
+        started_utc: crate::record::writer::utc_stamp(std::time::SystemTime::now()).0,
+        started_mono_ns: crate::clock::Clock::now(&crate::clock::MonotonicClock).0 as i64,
+        duration_s: Some(r.time_s),
+        status: if r.success() {
+            Status::Success
+        } else {
+            Status::Failure
+        }
+        .name()
+        .into(),
+        failure_code: (!r.success()).then(|| {
+            r.failure_code
+                .unwrap_or(FailureCode::Other)
+                .name()
+                .to_string()
+        }),
+        ended_by: Some("judge".into()),
+        note: Some(format!("seed {}, {}: {}", r.seed, r.mode, r.reason)),
+        model_digest: r.policy.clone(),
+        model_dir: config.model_dir.display().to_string(),
+        backend: backend.into(),
+        config_digest: Some(config.digest.clone()),
+        mvla_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: option_env!("MVLA_GIT_COMMIT").map(String::from),
+        frames: Some(r.frames as i64),
+        inferences: Some(r.inferences as i64),
+        latency_p50_ms: Some(r.latency_p50_ms),
+        ticks_nominal: tick("nominal"),
+        ticks_degraded: tick("degraded"),
+        ticks_hold: tick("hold"),
+        ticks_stop: tick("stop"),
+        ticks_estop: tick("estop"),
+        final_x_m: Some(r.final_pose.x),
+        final_y_m: Some(r.final_pose.y),
+        final_yaw_rad: Some(r.final_pose.yaw),
+        trajectory: (!trajectory.is_empty())
+            .then(|| serde_json::to_string(&trajectory).ok())
+            .flatten(),
+        ..Default::default()
+    }
+}

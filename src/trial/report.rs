@@ -434,7 +434,10 @@ fn latency_plot(r: &Report) -> Result<Option<String>, String> {
         .trials
         .iter()
         .enumerate()
-        .filter_map(|(i, t)| Some((i + 1, t.latency_p50_ms?, t.latency_p99_ms?)))
+        .filter_map(|(i, t)| {
+            let p50 = t.latency_p50_ms?;
+            Some((i + 1, p50, t.latency_p99_ms.unwrap_or(p50)))
+        })
         .collect();
     if points.is_empty() {
         return Ok(None);
@@ -463,7 +466,7 @@ fn latency_plot(r: &Report) -> Result<Option<String>, String> {
                     .map(|p| ErrorBar::new_vertical(p.0 as f64, p.1, p.1, p.2, BLUE.filled(), 6)),
             )
             .map_err(|e| e.to_string())?
-            .label("p50 (dot) to p99 (bar end)")
+            .label("p50 (dot) to p99 (bar end, where measured)")
             .legend(|(x, y)| Circle::new((x + 10, y), 3, BLUE.filled()));
         chart
             .configure_series_labels()
@@ -543,6 +546,20 @@ fn trajectory_plot(t: &TrialRow, points: &[[f64; 4]]) -> Result<String, String> 
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+/// The trial's recording files (episodes, session log), one per line.
+pub fn recordings(t: &TrialRow) -> String {
+    let mut files: Vec<String> = t
+        .episodes
+        .as_deref()
+        .and_then(|e| serde_json::from_str::<Vec<serde_json::Value>>(e).ok())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["path"].as_str().map(String::from))
+        .collect();
+    files.extend(t.session_log_path.clone());
+    files.join(" ")
 }
 
 fn tally_rows(out: &mut String, ts: &[&Tally]) {
@@ -642,7 +659,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:14px}}th{
         }
         out += "\n";
     }
-    out += "<h2 id=\"trials\">Trials</h2>\n<table><tr><th>id</th><th>started (UTC)</th><th>scenario</th><th>world</th><th>outcome</th><th>code</th><th>ended by</th><th>s</th><th>model</th><th>p50/p99 ms</th><th>note</th><th>episode</th></tr>\n";
+    out += "<h2 id=\"trials\">Trials</h2>\n<table><tr><th>id</th><th>started (UTC)</th><th>scenario</th><th>world</th><th>outcome</th><th>code</th><th>ended by</th><th>s</th><th>model</th><th>p50/p99 ms</th><th>note</th><th>recordings</th></tr>\n";
     for t in &r.trials {
         let _ = writeln!(
             out,
@@ -661,7 +678,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:14px}}th{
                 _ => String::new(),
             },
             html_escape(t.note.as_deref().unwrap_or("")),
-            html_escape(t.episode_path.as_deref().unwrap_or(""))
+            html_escape(&recordings(t))
         );
     }
     out += "</table>\n</body></html>\n";

@@ -79,8 +79,7 @@ const MIGRATIONS: &[&str] = &[
         config_digest TEXT,
         mvla_version TEXT NOT NULL,
         git_commit TEXT,
-        episode_path TEXT,
-        episode_sha256 TEXT,
+        episodes TEXT,
         session_log_path TEXT,
         session_log_sha256 TEXT,
         frames INTEGER,
@@ -237,8 +236,9 @@ trial_row! {
     config_digest: Option<String>,
     mvla_version: String,
     git_commit: Option<String>,
-    episode_path: Option<String>,
-    episode_sha256: Option<String>,
+    /// JSON `[{"path", "sha256", "rows"}, …]`: the HDF5 episodes recorded
+    /// (one, or more when the frame source started a new episode mid-trial).
+    episodes: Option<String>,
     session_log_path: Option<String>,
     session_log_sha256: Option<String>,
     frames: Option<i64>,
@@ -368,6 +368,20 @@ impl TrialStore {
             _console_lock: console_lock,
         };
         store.check_and_migrate()?;
+        // A file that claims our schema version must have its columns.
+        let mut want = vec!["id".to_string()];
+        want.extend(TrialRow::COLUMNS.iter().map(|c| c.to_string()));
+        let have = store.table_columns()?;
+        if have != want {
+            let missing: Vec<&String> = want.iter().filter(|c| !have.contains(c)).collect();
+            let extra: Vec<&String> = have.iter().filter(|c| !want.contains(c)).collect();
+            return Err(StoreError::Corrupt {
+                path: p,
+                detail: format!(
+                    "table trials does not have schema v{SCHEMA_VERSION}'s columns (missing {missing:?}, extra {extra:?}, or another order)"
+                ),
+            });
+        }
         Ok(store)
     }
 
@@ -571,6 +585,17 @@ impl TrialStore {
                 id: row.id,
             });
         }
+        Ok(())
+    }
+
+    /// Add a note to a stored trial (the console's note between trials).
+    pub fn append_note(&self, id: i64, text: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE trials SET note = CASE WHEN note IS NULL OR note = '' THEN ?1 ELSE note || '; ' || ?1 END WHERE id = ?2",
+                rusqlite::params![text, id],
+            )
+            .map_err(self.err("adding a note"))?;
         Ok(())
     }
 
