@@ -35,62 +35,7 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 # Training config
 
 
-@dataclasses.dataclass
-class TrainConfig:
-    window: int
-    chunk: int
-    action_dim: int
-    hidden_size: int
-    num_layers: int
-    lora_r: int | None
-    lora_alpha: float | None
-    kosmos2_overrides: dict[str, Any] | None  # None = kosmos-2-patch14-224 sizes
-    raw: dict[str, Any]
-
-
-def _pick(d: dict, paths: list[str], default=None):
-    for path in paths:
-        cur: Any = d
-        ok = True
-        for part in path.split("."):
-            if isinstance(cur, dict) and part in cur:
-                cur = cur[part]
-            else:
-                ok = False
-                break
-        if ok and cur is not None:
-            return cur
-    return default
-
-
-def parse_train_config(raw: dict[str, Any], source: str) -> TrainConfig:
-    """Read the RoboVLMs-style training config (window_size, fwd_pred_next_n,
-    act_head.{hidden_size,num_layers,action_dim}, train_setup.{lora_r,lora_alpha})."""
-    missing = []
-
-    def need(paths, name):
-        v = _pick(raw, paths)
-        if v is None:
-            missing.append(f"{name} (looked for {', '.join(paths)})")
-        return v
-
-    window = need(["window_size", "window", "act_head.window_size"], "window")
-    chunk = need(["fwd_pred_next_n", "act_head.fwd_pred_next_n", "chunk_size"], "chunk")
-    hidden = need(["act_head.hidden_size", "hidden_size"], "LSTM hidden size")
-    layers = need(["act_head.num_layers", "num_layers"], "LSTM layers")
-    if missing:
-        raise ValueError(f"{source}: training config lacks: " + "; ".join(missing))
-    return TrainConfig(
-        window=int(window),
-        chunk=int(chunk),
-        action_dim=int(_pick(raw, ["act_head.action_dim", "action_dim"], 2)),
-        hidden_size=int(hidden),
-        num_layers=int(layers),
-        lora_r=_pick(raw, ["train_setup.lora_r", "lora_r"]),
-        lora_alpha=_pick(raw, ["train_setup.lora_alpha", "lora_alpha"]),
-        kosmos2_overrides=_pick(raw, ["vlm.kosmos2_config", "kosmos2_config"]),
-        raw=raw,
-    )
+from train_config import TrainConfig, _pick, parse_train_config  # noqa: E402,F401  (torch-free, tested in CI)
 
 
 def kosmos2_config(cfg: TrainConfig):

@@ -221,18 +221,18 @@ pub const RANGES: &[KeyRange] = &[
         "token count (upstream: 64 after padding)",
     ),
     r(
-        "plan.repetitions",
+        "plan:repetitions",
         1.0,
         1000.0,
         "trials per scenario; the team runs 10",
     ),
     r(
-        "plan.time_limit_s",
+        "plan:time_limit_s",
         1.0,
         3600.0,
         "a trial over ~2 m lasts 10–60 s",
     ),
-    r("plan.scenarios", 1.0, 256.0, "scenario names in one plan"),
+    r("plan:scenarios", 1.0, 256.0, "scenario names in one plan"),
 ];
 
 /// The range of `key` (a key missing from [`RANGES`] is a programming error,

@@ -17,6 +17,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("model_json", model_json),
     ("calibration", calibration),
     ("scenario", scenario),
+    ("plan", plan),
+    ("console_keys", console_keys),
     ("npy", npy),
     ("slcan_replies", slcan_replies),
     ("episode", episode),
@@ -33,6 +35,8 @@ pub const SEEDS: &[(&str, &str)] = &[
     ("calibration", "calib/serbot.toml"),
     ("scenario", "src/sim/scenarios/box_hori.toml"),
     ("scenario", "src/sim/scenarios/v3.toml"),
+    ("plan", "plans/left-right.toml"),
+    ("console_keys", "fuzz/seeds/console_keys/session"),
     (
         "npy",
         "tests/fixtures/reference/episode_20250102_093000_v3_right_chunks.npy",
@@ -88,6 +92,23 @@ pub fn scenario(data: &[u8]) {
             }
         }
     }
+}
+
+/// A trial plan (`mvla trial --plan`), its order drawn.
+pub fn plan(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::trial::plan::Plan::parse(
+            text.into(),
+            "fuzz.toml".into(),
+            "fuzz".into(),
+            Some(1),
+        );
+    }
+}
+
+/// Bytes from the operator's terminal, as the trial console reads them.
+pub fn console_keys(data: &[u8]) {
+    let _ = crate::trial::console::parse_keys(data);
 }
 
 /// A `.npy` frame or tensor, as each element type.

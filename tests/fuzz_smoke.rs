@@ -155,6 +155,16 @@ fn config() {
 }
 
 #[test]
+fn plan() {
+    smoke("plan");
+}
+
+#[test]
+fn console_keys() {
+    smoke("console_keys");
+}
+
+#[test]
 fn model_json() {
     smoke("model_json");
 }

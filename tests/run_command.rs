@@ -9,13 +9,6 @@ use std::time::Duration;
 use common::*;
 use mvla::record::Episode;
 
-fn mvla() -> Command {
-    let mut c = Command::new(mvla_bin());
-    // Paths in the built-in default are relative to the repository root.
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
-}
-
 fn signal(child: &std::process::Child, sig: i32) {
     // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };

@@ -13,13 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn mvla() -> Command {
-    let mut c = Command::new(mvla_bin());
-    // Paths in the built-in default are relative to the repository root.
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
-}
-
 /// One tmux server per test (its own socket), killed on drop.
 struct Tmux {
     socket: PathBuf,
@@ -365,6 +358,51 @@ fn a_trial_killed_mid_run_is_recorded_as_aborted_never_lost_or_counted() {
     assert_eq!(
         (r["overall"]["n"].as_u64(), r["overall"]["aborted"].as_u64()),
         (Some(0), Some(1))
+    );
+}
+
+/// The pids of `mvla` processes whose command line mentions `needle`.
+fn processes_with(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                let mut args = c.split('\0');
+                args.next() == Some(mvla_bin().to_str().unwrap()) && c.contains(needle)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_console_whose_terminal_goes_away_stops_and_stores_the_trial_as_aborted() {
+    // The ssh connection drops mid-trial: here the tmux server is killed,
+    // with a shell between it and mvla that does not pass SIGHUP on.
+    let dir = tempfile::tempdir().unwrap();
+    let exit_file = dir.path().join("exit");
+    let tmux = Tmux::start(dir.path(), &console_command(dir.path(), &exit_file));
+    tmux.wait_for("Enter starts the trial");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("RUNNING");
+    assert!(s.contains("ARMED"), "{s}");
+    let needle = dir.path().display().to_string();
+    assert_eq!(processes_with(&needle).len(), 1);
+    drop(tmux);
+    let start = Instant::now();
+    while !processes_with(&needle).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the console outlived its terminal"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rows = rows(&dir.path().join("trials.sqlite"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].ended_by.as_deref()),
+        ("aborted", Some("hangup"))
     );
 }
 

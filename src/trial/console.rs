@@ -177,6 +177,8 @@ pub struct Session {
     last_trial: Option<i64>,
     fps: (Instant, u64, f64),
     started: Instant,
+    /// How a trial in progress at quit time is stored as ended (`ended_by`).
+    quit_reason: &'static str,
 }
 
 /// What the screen shows.
@@ -278,6 +280,7 @@ impl Session {
             last_trial: None,
             fps: (Instant::now(), 0, 0.0),
             started: Instant::now(),
+            quit_reason: "quit",
             settings,
         };
         s.say(format!(
@@ -514,6 +517,14 @@ impl Session {
             row.final_y_m = Some(last[2]);
             row.final_yaw_rad = Some(last[3]);
             row.trajectory = serde_json::to_string(&r.trajectory).ok();
+        }
+        if !outcome.errors.is_empty() {
+            // Kept with the trial: its recording is incomplete.
+            let text = format!("[recording incomplete: {}]", outcome.errors.join("; "));
+            row.note = Some(match row.note.take() {
+                Some(n) => format!("{n}; {text}"),
+                None => text,
+            });
         }
         for e in &outcome.errors {
             let line = format!("trial #{} recording: {e}", row.id);
@@ -779,7 +790,8 @@ impl Session {
                 }
             }
             if self.is_running() || self.is_awaiting_mark() {
-                let _ = self.finish_trial(Status::Aborted, None, "quit");
+                let reason = self.quit_reason;
+                let _ = self.finish_trial(Status::Aborted, None, reason);
             }
         }
         let controller = self.controller.take().expect("controller until quit");
@@ -823,134 +835,245 @@ pub fn run_tui(
     mut session: Session,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<(RunSummary, Vec<Done>), ConsoleError> {
-    use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
     let mut terminal = ratatui::try_init().map_err(ConsoleError::Terminal)?;
     let mut input = Input::Normal;
     let result = (|| -> Result<(), ConsoleError> {
-        loop {
+        'screen: loop {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                session.say("SIGTERM/SIGINT: quitting".into());
+                session.say("SIGTERM/SIGINT/SIGHUP: quitting".into());
+                session.quit_reason = "signal";
                 break;
             }
             session.tick();
             terminal
                 .draw(|f| draw(f, &session, &input))
                 .map_err(ConsoleError::Terminal)?;
-            if !event::poll(Duration::from_millis(100)).map_err(ConsoleError::Terminal)? {
-                continue;
-            }
-            let Event::Key(key) = event::read().map_err(ConsoleError::Terminal)? else {
-                continue;
+            let keys = match read_keys(0, Duration::from_millis(100)) {
+                Ok(keys) => keys,
+                Err(e) => {
+                    // The operator's terminal went away (ssh dropped, tmux
+                    // killed): nobody can press Space any more, so stop and
+                    // quit. A shell in between need not pass SIGHUP on; the
+                    // terminal itself says so (read gives 0 bytes or EIO).
+                    session.say(format!(
+                        "the terminal hung up ({e}): stopping the wheels and quitting"
+                    ));
+                    session.quit_reason = "hangup";
+                    break;
+                }
             };
-            if key.kind != KeyEventKind::Press {
-                continue;
-            }
-            // Space is the e-stop in every mode but typing a note.
-            if key.code == KeyCode::Char(' ') && !matches!(input, Input::Note(_)) {
-                session.estop();
-                input = Input::Normal;
-                continue;
-            }
-            let ctrl_c =
-                key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
-            input = match std::mem::replace(&mut input, Input::Normal) {
-                Input::Normal => match key.code {
-                    _ if ctrl_c => {
-                        session.estop();
-                        Input::ConfirmQuit
-                    }
-                    KeyCode::Enter | KeyCode::Char('s') => {
-                        if session.is_awaiting_mark() {
-                            session.accept_default();
-                            if session.is_awaiting_mark() {
-                                session.say("mark the stopped trial: y, f or a".into());
-                            }
-                        } else if let Err(why) = session.start_trial() {
-                            session.say(why);
-                        }
-                        Input::Normal
-                    }
-                    KeyCode::Char('y') => {
-                        if let Err(why) = session.mark(Status::Success, None) {
-                            session.say(why);
-                        }
-                        Input::Normal
-                    }
-                    KeyCode::Char('f') if session.is_running() || session.is_awaiting_mark() => {
-                        Input::Code(0)
-                    }
-                    KeyCode::Char('a') => {
-                        if let Err(why) = session.mark(Status::Aborted, None) {
-                            session.say(why);
-                        }
-                        Input::Normal
-                    }
-                    KeyCode::Char('t') => Input::Note(String::new()),
-                    KeyCode::Char('n') => {
-                        session.next_scenario();
-                        Input::Normal
-                    }
-                    KeyCode::Char('q') => {
-                        if session.is_running() || session.is_awaiting_mark() {
+            for key in keys {
+                // Space is the e-stop in every mode but typing a note.
+                if key == Key::Space && !matches!(input, Input::Note(_)) {
+                    session.estop();
+                    input = Input::Normal;
+                    continue;
+                }
+                input = match std::mem::replace(&mut input, Input::Normal) {
+                    Input::Normal => match key {
+                        Key::CtrlC => {
+                            session.estop();
                             Input::ConfirmQuit
-                        } else {
-                            break;
                         }
-                    }
-                    _ => Input::Normal,
-                },
-                Input::Code(i) => match key.code {
-                    KeyCode::Esc => Input::Normal,
-                    KeyCode::Up => Input::Code(i.saturating_sub(1)),
-                    KeyCode::Down => Input::Code((i + 1).min(FailureCode::ALL.len() - 1)),
-                    KeyCode::Char(c @ '1'..='7') => {
-                        let pick = (c as u8 - b'1') as usize;
-                        if let Err(why) =
-                            session.mark(Status::Failure, Some(FailureCode::ALL[pick]))
-                        {
-                            session.say(why);
+                        Key::Enter | Key::Char('s') => {
+                            if session.is_awaiting_mark() {
+                                session.accept_default();
+                                if session.is_awaiting_mark() {
+                                    session.say("mark the stopped trial: y, f or a".into());
+                                }
+                            } else if let Err(why) = session.start_trial() {
+                                session.say(why);
+                            }
+                            Input::Normal
                         }
-                        Input::Normal
-                    }
-                    KeyCode::Enter => {
-                        let pick = i;
-                        if let Err(why) =
-                            session.mark(Status::Failure, Some(FailureCode::ALL[pick]))
-                        {
-                            session.say(why);
+                        Key::Char('y') => {
+                            if let Err(why) = session.mark(Status::Success, None) {
+                                session.say(why);
+                            }
+                            Input::Normal
                         }
-                        Input::Normal
-                    }
-                    _ => Input::Code(i),
-                },
-                Input::Note(mut text) => match key.code {
-                    KeyCode::Esc => Input::Normal,
-                    KeyCode::Enter => {
-                        session.note(&text);
-                        Input::Normal
-                    }
-                    KeyCode::Backspace => {
-                        text.pop();
-                        Input::Note(text)
-                    }
-                    KeyCode::Char(c) if text.len() < 500 => {
-                        text.push(c);
-                        Input::Note(text)
-                    }
-                    _ => Input::Note(text),
-                },
-                Input::ConfirmQuit => match key.code {
-                    KeyCode::Char('q') | KeyCode::Char('y') => break,
-                    _ if ctrl_c => break,
-                    _ => Input::Normal,
-                },
-            };
+                        Key::Char('f') if session.is_running() || session.is_awaiting_mark() => {
+                            Input::Code(0)
+                        }
+                        Key::Char('a') => {
+                            if let Err(why) = session.mark(Status::Aborted, None) {
+                                session.say(why);
+                            }
+                            Input::Normal
+                        }
+                        Key::Char('t') => Input::Note(String::new()),
+                        Key::Char('n') => {
+                            session.next_scenario();
+                            Input::Normal
+                        }
+                        Key::Char('q') => {
+                            if session.is_running() || session.is_awaiting_mark() {
+                                Input::ConfirmQuit
+                            } else {
+                                break 'screen;
+                            }
+                        }
+                        _ => Input::Normal,
+                    },
+                    Input::Code(i) => match key {
+                        Key::Esc => Input::Normal,
+                        Key::Up => Input::Code(i.saturating_sub(1)),
+                        Key::Down => Input::Code((i + 1).min(FailureCode::ALL.len() - 1)),
+                        Key::Char('1'..='7') | Key::Enter => {
+                            let pick = match key {
+                                Key::Char(c) => (c as u8 - b'1') as usize,
+                                _ => i,
+                            };
+                            if let Err(why) =
+                                session.mark(Status::Failure, Some(FailureCode::ALL[pick]))
+                            {
+                                session.say(why);
+                            }
+                            Input::Normal
+                        }
+                        _ => Input::Code(i),
+                    },
+                    Input::Note(mut text) => match key {
+                        Key::Esc => Input::Normal,
+                        Key::Enter => {
+                            session.note(&text);
+                            Input::Normal
+                        }
+                        Key::Backspace => {
+                            text.pop();
+                            Input::Note(text)
+                        }
+                        Key::Space if text.len() < 500 => {
+                            text.push(' ');
+                            Input::Note(text)
+                        }
+                        Key::Char(c) if text.len() < 500 => {
+                            text.push(c);
+                            Input::Note(text)
+                        }
+                        _ => Input::Note(text),
+                    },
+                    Input::ConfirmQuit => match key {
+                        Key::Char('q') | Key::Char('y') | Key::CtrlC => break 'screen,
+                        _ => Input::Normal,
+                    },
+                };
+            }
         }
         Ok(())
     })();
     ratatui::restore();
+    // Whatever ended the loop, the wheels stop and the trial in progress is
+    // stored (aborted) before an error is reported.
+    let quit = session.quit();
     result?;
-    session.quit()
+    quit
+}
+
+/// A key the console acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Enter,
+    Space,
+    Esc,
+    Backspace,
+    Up,
+    Down,
+    CtrlC,
+    Char(char),
+}
+
+/// The keys in bytes read from a terminal in raw mode (what a VT100-style
+/// terminal, tmux or an ssh client sends): CR/LF, space, ESC alone, DEL/BS,
+/// ESC [ A / ESC [ B (or ESC O A/B), Ctrl-C, UTF-8 text; other escape
+/// sequences and control bytes are skipped.
+pub fn parse_keys(bytes: &[u8]) -> Vec<Key> {
+    let mut keys = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
+        match b {
+            b'\r' | b'\n' => keys.push(Key::Enter),
+            b' ' => keys.push(Key::Space),
+            0x03 => keys.push(Key::CtrlC),
+            0x7f | 0x08 => keys.push(Key::Backspace),
+            0x1b => match bytes.get(i) {
+                None => keys.push(Key::Esc),
+                Some(b'[') | Some(b'O') => {
+                    // CSI / SS3: parameters, then one final byte 0x40..=0x7e.
+                    let mut j = i + 1;
+                    while j < bytes.len() && !(0x40..=0x7e).contains(&bytes[j]) {
+                        j += 1;
+                    }
+                    match bytes.get(j) {
+                        Some(b'A') => keys.push(Key::Up),
+                        Some(b'B') => keys.push(Key::Down),
+                        _ => {}
+                    }
+                    i = (j + 1).min(bytes.len());
+                }
+                Some(_) => keys.push(Key::Esc),
+            },
+            0x00..=0x1f => {}
+            _ => {
+                // One UTF-8 character (a lone or broken byte is skipped).
+                let len = match b {
+                    0xc0..=0xdf => 2,
+                    0xe0..=0xef => 3,
+                    0xf0..=0xf7 => 4,
+                    _ => 1,
+                };
+                let end = (i - 1 + len).min(bytes.len());
+                if let Ok(text) = std::str::from_utf8(&bytes[i - 1..end]) {
+                    keys.extend(text.chars().map(Key::Char));
+                    i = end;
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// Wait up to `timeout` for keys on `fd` (the terminal). An error means the
+/// terminal is gone: read(2) gave 0 bytes (hang-up) or failed, or poll(2)
+/// reported an error on it.
+fn read_keys(fd: libc::c_int, timeout: Duration) -> std::io::Result<Vec<Key>> {
+    let mut fds = [libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: poll(2) on one pollfd we own, for at most `timeout`.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout.as_millis() as libc::c_int) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == std::io::ErrorKind::Interrupted {
+            Ok(Vec::new())
+        } else {
+            Err(e)
+        };
+    }
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if fds[0].revents & libc::POLLNVAL != 0 {
+        return Err(std::io::Error::other("the terminal descriptor is not open"));
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: read(2) into a buffer we own, at most its length.
+    let got = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    match got {
+        0 => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+        n if n < 0 => {
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock => Ok(Vec::new()),
+                _ => Err(e),
+            }
+        }
+        n => Ok(parse_keys(&buf[..n as usize])),
+    }
 }
 
 fn level_style(level: Level) -> ratatui::style::Style {
@@ -1153,5 +1276,47 @@ fn draw(f: &mut ratatui::Frame, s: &Session, input: &Input) {
             )],
             f,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_bytes_become_keys() {
+        assert_eq!(
+            parse_keys(b"\r \x1b[A\x1b[Bq\x7f\x03\x1b"),
+            [
+                Key::Enter,
+                Key::Space,
+                Key::Up,
+                Key::Down,
+                Key::Char('q'),
+                Key::Backspace,
+                Key::CtrlC,
+                Key::Esc
+            ]
+        );
+        // SS3 arrows, an unknown CSI sequence skipped, UTF-8 text kept.
+        assert_eq!(parse_keys(b"\x1bOA\x1b[15~x"), [Key::Up, Key::Char('x')]);
+        assert_eq!(
+            parse_keys("né".as_bytes()),
+            [Key::Char('n'), Key::Char('é')]
+        );
+        // A broken UTF-8 byte or a stray control byte is skipped, never a panic.
+        assert_eq!(parse_keys(&[0xc3, b'a', 0x01]), [Key::Char('a')]);
+        assert_eq!(parse_keys(&[0xff, 0xe2, 0x82]), []);
+    }
+
+    #[test]
+    fn a_hung_up_terminal_is_an_error_not_a_spin() {
+        // A pty whose other end is closed, as after an ssh drop.
+        let pty = nix::pty::openpty(None, None).unwrap();
+        drop(pty.master);
+        use std::os::fd::AsRawFd;
+        let started = Instant::now();
+        assert!(read_keys(pty.slave.as_raw_fd(), Duration::from_millis(500)).is_err());
+        assert!(started.elapsed() < Duration::from_millis(400), "at once");
     }
 }

@@ -70,15 +70,25 @@ impl Plan {
             path: p.clone(),
             source,
         })?;
-        let raw: RawPlan = toml::from_str(&body).map_err(|e| PlanError::Parse {
-            path: p.clone(),
-            source: Box::new(e),
-        })?;
         let default_name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "plan".into());
-        Self::build(raw, body, Some(p), default_name, seed_override)
+        Self::parse(body, p, default_name, seed_override)
+    }
+
+    /// A plan from its text; `path` names it in errors.
+    pub fn parse(
+        body: String,
+        path: String,
+        default_name: String,
+        seed_override: Option<u64>,
+    ) -> Result<Plan, PlanError> {
+        let raw: RawPlan = toml::from_str(&body).map_err(|e| PlanError::Parse {
+            path: path.clone(),
+            source: Box::new(e),
+        })?;
+        Self::build(raw, body, Some(path), default_name, seed_override)
     }
 
     /// A plan from the command line's scenarios.
@@ -117,9 +127,9 @@ impl Plan {
         let repetitions = raw.repetitions.unwrap_or(1);
         let time_limit_s = raw.time_limit_s.unwrap_or(DEFAULT_TIME_LIMIT_S);
         let keyed = |key: &'static str| move |m: String| invalid(format!("{key} = {m}"));
-        crate::bounds::check_u64("plan.repetitions", repetitions).map_err(keyed("repetitions"))?;
-        crate::bounds::check("plan.time_limit_s", time_limit_s).map_err(keyed("time_limit_s"))?;
-        crate::bounds::check_u64("plan.scenarios", raw.scenarios.len() as u64)
+        crate::bounds::check_u64("plan:repetitions", repetitions).map_err(keyed("repetitions"))?;
+        crate::bounds::check("plan:time_limit_s", time_limit_s).map_err(keyed("time_limit_s"))?;
+        crate::bounds::check_u64("plan:scenarios", raw.scenarios.len() as u64)
             .map_err(keyed("scenarios (count)"))?;
         for s in &raw.scenarios {
             if s.is_empty()
@@ -213,6 +223,48 @@ mod tests {
             "shuffled"
         );
         assert!(plan.id().starts_with("lr-") && plan.id().ends_with("-s7"));
+    }
+
+    #[test]
+    fn every_plan_key_is_refused_outside_its_documented_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = |n: f64| {
+            let list: Vec<String> = (0..n as usize).map(|i| format!("\"s{i}\"")).collect();
+            format!("scenarios = [{}]\n", list.join(", "))
+        };
+        let text = |key: &str, v: f64| match key {
+            "plan:repetitions" => format!("scenarios = [\"a\"]\nrepetitions = {}\n", v as u64),
+            "plan:time_limit_s" => format!("scenarios = [\"a\"]\ntime_limit_s = {v:?}\n"),
+            "plan:scenarios" => names(v),
+            other => panic!("no plan text for {other}"),
+        };
+        let mut checked = 0;
+        for r in crate::bounds::RANGES
+            .iter()
+            .filter(|r| r.key.starts_with("plan:"))
+        {
+            let step = if r.key.ends_with("_s") { 1e-3 } else { 1.0 };
+            for (v, ok) in [
+                (r.lo, true),
+                (r.hi, true),
+                (r.lo - step, false),
+                (r.hi + step, false),
+            ] {
+                let p = write(dir.path(), &text(r.key, v));
+                let got = Plan::load(&p, Some(1));
+                assert_eq!(got.is_ok(), ok, "{} = {v}: {:?}", r.key, got.err());
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 3);
+    }
+
+    #[test]
+    fn the_shipped_plan_is_the_teams_twenty_trials() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/left-right.toml");
+        let plan = Plan::load(&p, Some(1)).unwrap();
+        assert_eq!(plan.order.len(), 20);
+        assert_eq!(plan.scenarios.len(), 2);
     }
 
     #[test]

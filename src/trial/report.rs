@@ -185,6 +185,23 @@ fn codes_text(t: &Tally) -> String {
     parts.join(" ")
 }
 
+/// One sentence: the two tallies, the difference with its interval, Fisher's p.
+pub fn comparison_text(c: &ModelComparison) -> String {
+    format!(
+        "model {} vs {}: {}/{} vs {}/{}; difference {:+.1} percentage points (95% Newcombe interval {:+.1} to {:+.1}), Fisher's exact two-sided p = {:.4}",
+        c.a.key,
+        c.b.key,
+        c.a.successes,
+        c.a.n,
+        c.b.successes,
+        c.b.n,
+        c.comparison.difference * 100.0,
+        c.comparison.difference_95.0 * 100.0,
+        c.comparison.difference_95.1 * 100.0,
+        c.comparison.fisher_p
+    )
+}
+
 /// The terminal table (80 columns for the usual scenario names).
 pub fn table(r: &Report) -> String {
     let mut out = String::new();
@@ -234,20 +251,7 @@ pub fn table(r: &Report) -> String {
         }
     }
     if let Some(c) = &r.comparison {
-        let _ = writeln!(
-            out,
-            "\nmodel {} vs {}: {}/{} vs {}/{}; difference {:+.1} points (95% CI {:+.1} to {:+.1}), Fisher exact p = {:.3}",
-            c.a.key,
-            c.b.key,
-            c.a.successes,
-            c.a.n,
-            c.b.successes,
-            c.b.n,
-            c.comparison.difference * 100.0,
-            c.comparison.difference_95.0 * 100.0,
-            c.comparison.difference_95.1 * 100.0,
-            c.comparison.fisher_p
-        );
+        let _ = writeln!(out, "\n{}", comparison_text(c));
     }
     out
 }
@@ -614,19 +618,12 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:14px}}th{
     tally_rows(&mut out, &r.per_model.iter().collect::<Vec<_>>());
     out += "</table>\n";
     if let Some(c) = &r.comparison {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<h2 id=\"comparison\">Model {} vs {}</h2>\n<p>{}/{} vs {}/{}: difference <b>{:+.1}</b> percentage points (95% Newcombe interval {:+.1} to {:+.1}); Fisher's exact test, two-sided p = <b>{:.4}</b>.</p>\n",
+            "<h2 id=\"comparison\">Model {} vs {}</h2>\n<p>{}</p>",
             html_escape(&c.a.key),
             html_escape(&c.b.key),
-            c.a.successes,
-            c.a.n,
-            c.b.successes,
-            c.b.n,
-            c.comparison.difference * 100.0,
-            c.comparison.difference_95.0 * 100.0,
-            c.comparison.difference_95.1 * 100.0,
-            c.comparison.fisher_p
+            html_escape(&comparison_text(c))
         );
     }
     out += "<h2 id=\"rate-plot\">Success rate</h2>\n";

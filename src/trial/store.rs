@@ -814,33 +814,15 @@ mod tests {
         store.insert_trial(&b).unwrap();
         let n = |f: Filter| store.trials(&f).unwrap().len();
         assert_eq!(n(Filter::default()), 2);
-        assert_eq!(
-            n(Filter {
-                scenario_glob: Some("1box_*".into()),
-                ..Default::default()
-            }),
-            1
-        );
-        assert_eq!(
-            n(Filter {
-                model: Some("aaaa".into()),
-                ..Default::default()
-            }),
-            1
-        );
-        assert_eq!(
-            n(Filter {
-                since: Some("2026-12-03".into()),
-                ..Default::default()
-            }),
-            1
-        );
-        assert_eq!(
-            n(Filter {
-                until: Some("2026-12-03".into()),
-                ..Default::default()
-            }),
-            1
-        );
+        let one = |set: fn(&mut Filter)| {
+            let mut f = Filter::default();
+            set(&mut f);
+            n(f)
+        };
+        assert_eq!(one(|f| f.scenario_glob = Some("1box_*".into())), 1);
+        assert_eq!(one(|f| f.model = Some("aaaa".into())), 1);
+        assert_eq!(one(|f| f.since = Some("2026-12-03".into())), 1);
+        assert_eq!(one(|f| f.until = Some("2026-12-03".into())), 1);
+        assert_eq!(one(|f| f.simulated = Some(true)), 0);
     }
 }

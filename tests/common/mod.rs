@@ -51,6 +51,14 @@ pub fn mvla_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mvla"))
 }
 
+/// The `mvla` binary run from the repository root (paths in the built-in
+/// default config are relative to it).
+pub fn mvla() -> std::process::Command {
+    let mut c = std::process::Command::new(mvla_bin());
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
 /// The same bytes as `engines/make_fixtures.py::yuyv_pattern`.
 pub fn yuyv_pattern(width: usize, height: usize) -> Vec<u8> {
     (0..(width * height * 2) as u64)
