@@ -277,7 +277,10 @@ pub enum Ended {
 #[derive(Debug, Clone)]
 pub struct Live {
     pub motor: crate::control::MotorStatusSnapshot,
+    /// Armed as the motor loop applies it (what the wheels see).
     pub armed: bool,
+    /// Armed as the console asked (differs from `armed` for up to a tick).
+    pub arm_requested: bool,
     pub link_up: bool,
     pub link_frames_sent: u64,
     pub link_errors: u64,
@@ -458,9 +461,11 @@ impl Controller {
         // The motor side runs from here on, commanding stop (no chunk yet) while
         // the model loads; any early return below stops it (`MotorSide::drop`).
         let events = crate::channel::latest();
-        let flags = MotorFlags::default();
-        // The console's trials start disarmed: stop until the operator arms.
-        flags.disarmed.store(console, Ordering::Relaxed);
+        let mut flags = MotorFlags::default();
+        if console {
+            // The console's trials start disarmed: stop until the operator arms.
+            flags.arm = Arc::new(crate::control::ArmSwitch::disarmed());
+        }
         let link_status = link.status.clone();
         let motor = MotorSide::spawn(
             MotorThread::new(
@@ -619,16 +624,36 @@ impl Controller {
         verdict.map(Ended::Judged)
     }
 
-    /// Arm (the policy drives, from frames captured after now) or disarm
-    /// (stop frames on the motor loop's next tick).
-    pub fn set_armed(&self, armed: bool) {
-        self.motor.flags.disarmed.store(!armed, Ordering::Relaxed);
+    /// Arm (the policy drives, from frames captured after now, until
+    /// `heartbeat` from now unless [`Controller::heartbeat`] moves it on) or
+    /// disarm (stop frames on the motor loop's next tick).
+    pub fn set_armed(&self, armed: bool, heartbeat: Duration) {
+        let deadline = self.clock.now().plus(heartbeat);
+        self.motor.flags.arm.set(armed, deadline);
+    }
+
+    /// The console is still running its loop: keep an armed policy armed
+    /// for `heartbeat` more.
+    pub fn heartbeat(&self, heartbeat: Duration) {
+        self.motor
+            .flags
+            .arm
+            .extend(self.clock.now().plus(heartbeat));
+    }
+
+    /// The motor loop disarmed on its own since the last arm (the
+    /// heartbeat's deadline passed).
+    pub fn disarmed_by_motor(&self) -> bool {
+        let word = self.motor.flags.arm.word();
+        let applied = self.motor.flags.status.snapshot().applied_arm;
+        word & 1 == 1 && applied == word & !1
     }
 
     pub fn live(&self) -> Live {
         Live {
             motor: self.motor.flags.status.snapshot(),
-            armed: !self.motor.flags.disarmed.load(Ordering::Relaxed),
+            armed: self.motor.flags.status.snapshot().applied_arm & 1 == 1,
+            arm_requested: self.motor.flags.arm.word() & 1 == 1,
             link_up: self.link_status.up.load(Ordering::Relaxed),
             link_frames_sent: self.link_status.frames_sent.load(Ordering::Relaxed),
             link_errors: self.link_status.errors.load(Ordering::Relaxed),

@@ -235,19 +235,24 @@ fn an_operator_runs_two_trials_and_the_store_and_report_hold_exactly_them() {
     let exit_file = dir.path().join("exit");
     let tmux = Tmux::start(dir.path(), &console_command(dir.path(), &exit_file));
     let s = tmux.wait_for("Enter starts the trial");
-    assert!(s.contains("DISARMED"), "starts disarmed:\n{s}");
+    assert!(
+        s.contains("DISARMED") && s.contains("failsafe estop (disarmed)"),
+        "starts disarmed (as the motor loop applies it):\n{s}"
+    );
     // The seeded order puts the right scenario first (seed 3).
     assert!(s.contains("trial 1/2"), "{s}");
     // Trial 1: start, e-stop, mark failure EARLY_STOP (code 3 of the list).
     tmux.keys(&["Enter"]);
-    let s = tmux.wait_for("RUNNING");
-    assert!(s.contains("ARMED") && !s.contains("DISARMED"), "{s}");
+    tmux.wait_for("RUNNING");
+    tmux.wait_until("ARMED as the motor loop applies it", |s| {
+        s.contains("ARMED") && !s.contains("DISARMED")
+    });
     // The policy runs: a measured latency on screen, the loop nominal.
     tmux.wait_for_inference();
     tmux.wait_for("failsafe nominal");
     tmux.keys(&["Space"]);
-    let s = tmux.wait_for("STOPPED");
-    assert!(s.contains("DISARMED"), "{s}");
+    tmux.wait_for("STOPPED");
+    tmux.wait_for("DISARMED");
     tmux.wait_for("failsafe estop (disarmed)");
     tmux.keys(&["f"]);
     tmux.wait_for("GROUNDING_FAIL");
@@ -258,13 +263,18 @@ fn an_operator_runs_two_trials_and_the_store_and_report_hold_exactly_them() {
     tmux.keys(&["Enter"]);
     tmux.wait_for("trial #2 started");
     tmux.wait_for("RUNNING");
+    // No note while the wheels may move (Space must stay the e-stop).
+    tmux.keys(&["t"]);
+    tmux.wait_for("stop the trial first");
+    tmux.wait_for_inference();
+    tmux.keys(&["y"]);
+    tmux.wait_for("#2 success");
+    // Between trials a note goes to the last trial.
     tmux.keys(&["t"]);
     tmux.wait_for("note (Enter saves");
     tmux.text("box nudged by hand");
     tmux.keys(&["Enter"]);
     tmux.wait_for("note: box nudged by hand");
-    tmux.wait_for_inference();
-    tmux.keys(&["y"]);
     let s = tmux.wait_for("#2 success");
     assert!(
         s.contains("PLAN COMPLETE") && s.contains("tally 1/2 ok"),
@@ -385,8 +395,10 @@ fn a_console_whose_terminal_goes_away_stops_and_stores_the_trial_as_aborted() {
     let tmux = Tmux::start(dir.path(), &console_command(dir.path(), &exit_file));
     tmux.wait_for("Enter starts the trial");
     tmux.keys(&["Enter"]);
-    let s = tmux.wait_for("RUNNING");
-    assert!(s.contains("ARMED"), "{s}");
+    tmux.wait_for("RUNNING");
+    tmux.wait_until("ARMED as the motor loop applies it", |s| {
+        s.contains("ARMED") && !s.contains("DISARMED")
+    });
     let needle = dir.path().display().to_string();
     assert_eq!(processes_with(&needle).len(), 1);
     drop(tmux);
@@ -512,7 +524,8 @@ fn a_second_console_is_refused_and_the_time_limit_ends_a_trial_as_a_failure() {
     tmux.keys(&["Enter"]);
     tmux.wait_for("RUNNING");
     let s = tmux.wait_for("time limit 2 s");
-    assert!(s.contains("STOPPED") && s.contains("DISARMED"), "{s}");
+    assert!(s.contains("STOPPED"), "{s}");
+    tmux.wait_for("DISARMED");
     tmux.keys(&["Enter"]);
     tmux.wait_for("#1 failure OTHER (time_limit");
     tmux.keys(&["q"]);

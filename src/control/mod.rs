@@ -57,12 +57,67 @@ pub struct MotorFlags {
     /// watchdog is fed from here on (before it, while the model loads, the
     /// loop runs and commands stop but is not yet the service's loop).
     pub ready: Arc<AtomicBool>,
-    /// The operator console's arm switch: while set the loop commands stop
-    /// (EStop, `Condition::Disarmed`); clearing it arms the policy for
-    /// frames captured from then on. `mvla run` never sets it.
-    pub disarmed: Arc<AtomicBool>,
+    /// The operator console's arm switch (`mvla run`: armed for good).
+    pub arm: Arc<ArmSwitch>,
     /// What the loop did last, for the console (written every tick).
     pub status: Arc<MotorStatus>,
+}
+
+/// The operator console's arm switch, read by the motor thread every tick.
+///
+/// One word `generation << 1 | armed`: every [`ArmSwitch::set`] makes a new
+/// generation, so an arm that follows a disarm between two ticks is still
+/// seen as a disarm then an arm (the chunk of the trial before never carries
+/// over). While armed, the console must keep moving `deadline_ns` forward
+/// (its heartbeat): a console that stops running its loop (a stalled
+/// terminal write, a hang) has the motor loop disarm on its own at the
+/// deadline. Only the console thread writes; the motor thread only reads.
+#[derive(Debug)]
+pub struct ArmSwitch {
+    word: AtomicU64,
+    /// Monotonic ns after which an armed switch counts as disarmed (u64::MAX: never).
+    deadline_ns: AtomicU64,
+}
+
+impl Default for ArmSwitch {
+    /// Armed, no deadline: `mvla run`.
+    fn default() -> Self {
+        Self {
+            word: AtomicU64::new(1),
+            deadline_ns: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl ArmSwitch {
+    /// Disarmed at start (the console).
+    pub fn disarmed() -> Self {
+        Self {
+            word: AtomicU64::new(0),
+            deadline_ns: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Arm (the policy may drive until `deadline`, unless moved on) or disarm.
+    pub fn set(&self, armed: bool, deadline: Timestamp) {
+        self.deadline_ns.store(deadline.0, Ordering::Relaxed);
+        let generation = (self.word.load(Ordering::Relaxed) >> 1) + 1;
+        self.word
+            .store(generation << 1 | u64::from(armed), Ordering::Release);
+    }
+
+    /// The console's heartbeat: still here, keep the policy armed until `deadline`.
+    pub fn extend(&self, deadline: Timestamp) {
+        self.deadline_ns.store(deadline.0, Ordering::Relaxed);
+    }
+
+    pub fn word(&self) -> u64 {
+        self.word.load(Ordering::Acquire)
+    }
+
+    pub fn deadline(&self) -> Timestamp {
+        Timestamp(self.deadline_ns.load(Ordering::Relaxed))
+    }
 }
 
 /// The motor loop's live state in atomics (Relaxed stores each tick: no
@@ -80,6 +135,9 @@ pub struct MotorStatus {
     chunk_age_us: AtomicU64,
     ticks_by_level: [AtomicU64; 5],
     deadline_misses: AtomicU64,
+    /// The arm word the loop last applied, bit 0 = armed now (cleared when
+    /// the loop disarmed on its own: the console's heartbeat deadline passed).
+    applied_arm: AtomicU64,
 }
 
 /// One read of [`MotorStatus`].
@@ -92,6 +150,8 @@ pub struct MotorStatusSnapshot {
     /// Ticks at each level (index `Level as usize`) since the loop started.
     pub ticks_by_level: [u64; 5],
     pub deadline_misses: u64,
+    /// [`ArmSwitch`] word as the loop applied it (see [`MotorStatus`]).
+    pub applied_arm: u64,
 }
 
 impl MotorStatus {
@@ -126,6 +186,7 @@ impl MotorStatus {
             chunk_age: age.checked_sub(1).map(Duration::from_micros),
             ticks_by_level: std::array::from_fn(|i| self.ticks_by_level[i].load(Ordering::Relaxed)),
             deadline_misses: self.deadline_misses.load(Ordering::Relaxed),
+            applied_arm: self.applied_arm.load(Ordering::Relaxed),
         }
     }
 }
@@ -190,8 +251,11 @@ pub struct MotorThread {
     misses_since_feed: u64,
     deadline: Timestamp,
     last_level: Level,
-    /// The console's switch as last applied (starts armed, like `mvla run`).
-    disarmed: bool,
+    /// The arm word last seen (starts as `ArmSwitch::default`'s: armed,
+    /// generation 0, like `mvla run`), and whether the loop is armed now
+    /// (false after a self-disarm at the heartbeat deadline, until a new word).
+    seen_arm: u64,
+    armed: bool,
 }
 
 impl MotorThread {
@@ -222,7 +286,8 @@ impl MotorThread {
             misses_since_feed: 0,
             deadline: now,
             last_level: Level::Hold,
-            disarmed: false,
+            seen_arm: 1,
+            armed: true,
             motor,
             events,
             link,
@@ -254,15 +319,26 @@ impl MotorThread {
     pub fn cycle(&mut self) -> Cycle {
         let now = self.clock.now();
         let lateness = now.saturating_since(self.deadline);
-        let disarmed = self.flags.disarmed.load(Ordering::Relaxed);
-        if disarmed != self.disarmed {
-            if disarmed {
-                self.motor.disarm(now);
-            } else {
+        let arm = self.flags.arm.word();
+        if arm != self.seen_arm {
+            // A new word: whatever came before is over (disarm), then arm if
+            // it says so; the chunk in hand never carries over.
+            self.motor.disarm(now);
+            self.armed = arm & 1 == 1;
+            if self.armed {
                 self.motor.arm(now);
             }
-            self.disarmed = disarmed;
+            self.seen_arm = arm;
         }
+        if self.armed && now > self.flags.arm.deadline() {
+            // The console stopped beating: nobody is watching, stop.
+            self.motor.disarm(now);
+            self.armed = false;
+        }
+        self.flags.status.applied_arm.store(
+            (self.seen_arm & !1) | u64::from(self.armed),
+            Ordering::Relaxed,
+        );
         if let Some(event) = try_newest(&self.events) {
             self.motor.on_event(event, now);
         }
@@ -448,7 +524,7 @@ mod tests {
         assert_eq!(before.wheels, Some([57, 143, 100]));
         assert_eq!(before.level, Level::Nominal);
         assert!(before.chunk_age.is_some());
-        flags.disarmed.store(true, Ordering::Relaxed);
+        flags.arm.set(false, Timestamp(u64::MAX));
         let c = m.cycle();
         assert_eq!((c.level, c.wheels), (Level::EStop, STOP_WHEELS));
         let s = flags.status.snapshot();
@@ -465,13 +541,89 @@ mod tests {
         // Arm again: the chunk from before the disarm is gone (Hold) until a
         // chunk from a frame captured after the arm arrives.
         clock.sleep_until(c.deadline);
-        flags.disarmed.store(false, Ordering::Relaxed);
+        flags.arm.set(true, Timestamp(u64::MAX));
         let c = m.cycle();
         assert_eq!((c.level, c.wheels), (Level::Hold, STOP_WHEELS));
         clock.sleep_until(c.deadline);
         tx.send(forward_chunk(clock.now()));
         let c = m.cycle();
         assert_eq!(c.level, Level::Nominal);
+        m.finish();
+    }
+
+    #[test]
+    fn a_switch_made_disarmed_stops_from_the_first_tick() {
+        // The console's motor thread: ArmSwitch::disarmed() from the start.
+        let clock = Arc::new(ManualClock::new(Timestamp(1_000_000_000)));
+        let (tx, rx) = crate::channel::latest();
+        let flags = MotorFlags {
+            arm: Arc::new(ArmSwitch::disarmed()),
+            ..Default::default()
+        };
+        let link = LinkWorker::spawn(Box::new(NullLink)).unwrap();
+        let cfg = crate::config::Config::builtin_default().motor;
+        let mut m = MotorThread::new(
+            MotorLoop::new(cfg, crate::robot::calib::Calibration::serbot()),
+            rx,
+            link,
+            clock.clone(),
+            flags.clone(),
+            Notifier::from_env(),
+            RtLog::direct(),
+        );
+        tx.send(forward_chunk(clock.now().plus(Duration::from_millis(1))));
+        for _ in 0..20 {
+            let c = m.cycle();
+            assert_eq!(c.wheels, STOP_WHEELS);
+            assert_eq!(c.level, Level::EStop, "disarmed, whatever the chunk says");
+            clock.sleep_until(c.deadline);
+        }
+        assert_eq!(flags.status.snapshot().applied_arm & 1, 0);
+        m.finish();
+    }
+
+    #[test]
+    fn a_disarm_and_an_arm_between_two_ticks_still_drop_the_old_chunk() {
+        let (mut m, clock, _tx, flags) = driving();
+        // The console marks the trial and starts the next within one tick.
+        flags.arm.set(false, Timestamp(u64::MAX));
+        flags.arm.set(true, Timestamp(u64::MAX));
+        let c = m.cycle();
+        assert_eq!(
+            (c.level, c.wheels),
+            (Level::Hold, STOP_WHEELS),
+            "the chunk of the trial before is gone"
+        );
+        clock.sleep_until(c.deadline);
+        m.finish();
+    }
+
+    #[test]
+    fn a_console_that_stops_beating_is_disarmed_at_its_deadline() {
+        let (mut m, clock, tx, flags) = driving();
+        let deadline = clock.now().plus(Duration::from_millis(50));
+        flags.arm.set(true, deadline);
+        let word = flags.arm.word();
+        // The tick that applies the arm, then a chunk from a later frame.
+        let c = m.cycle();
+        clock.sleep_until(c.deadline);
+        tx.send(forward_chunk(clock.now()));
+        // Armed and beating: drives.
+        for _ in 0..3 {
+            let c = m.cycle();
+            clock.sleep_until(c.deadline);
+        }
+        assert_eq!(m.cycle().level, Level::Nominal);
+        // No heartbeat past the deadline: stop frames on the first tick after it.
+        clock.sleep_until(deadline.plus(Duration::from_millis(1)));
+        let c = m.cycle();
+        assert_eq!((c.level, c.wheels), (Level::EStop, STOP_WHEELS));
+        let s = flags.status.snapshot();
+        assert_eq!(s.applied_arm, word & !1, "the console can see why");
+        // A late heartbeat does not re-arm: only a new arm does.
+        flags.arm.extend(Timestamp(u64::MAX));
+        clock.sleep_until(c.deadline);
+        assert_eq!(m.cycle().level, Level::EStop);
         m.finish();
     }
 

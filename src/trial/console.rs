@@ -158,6 +158,11 @@ enum Phase {
     Awaiting(Box<Awaiting>),
 }
 
+/// While a trial runs, the console's loop must come round at least this
+/// often (it does every ≤ 100 ms plus a screen draw); if it does not (a
+/// terminal write that blocks, a hang) the motor loop disarms on its own.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// Trajectory samples are taken at most this often (the console's refresh).
 const POSE_SAMPLE: Duration = Duration::from_millis(100);
 /// Lines of the on-screen log.
@@ -370,26 +375,9 @@ impl Session {
             return Err(format!("cannot arm: {why}"));
         }
         let now = self.controller().clock().now();
-        let meta = self.controller().meta();
-        let (recorder, handle) = spawn_recorder(RecordSettings {
-            dir: self.settings.record_dir.clone(),
-            episode: true,
-            session_log: true,
-            scenario: scenario.clone(),
-            instruction: meta.raw.prompt.instruction.clone(),
-            model_id: meta.model_id.clone(),
-            chunk_size: meta.raw.chunk,
-            step: meta.step(),
-        })
-        .map_err(|e| {
-            format!(
-                "cannot record in {}: {}",
-                self.settings.record_dir.display(),
-                crate::error::Report(&e)
-            )
-        })?;
         let parts = ScenarioParts::parse(&scenario);
         let c = self.controller();
+        let meta = c.meta();
         let mut row = TrialRow {
             session_id: self.session_id.clone(),
             plan_id: Some(self.plan_id.clone()),
@@ -414,16 +402,39 @@ impl Session {
             git_commit: option_env!("MVLA_GIT_COMMIT").map(String::from),
             ..Default::default()
         };
-        // Written before anything moves: a crash from here on leaves a
-        // `running` row the next session records as aborted.
+        // Written before anything records or moves: a crash from here on
+        // leaves a `running` row the next session records as aborted.
         match self.store.insert_trial(&row) {
             Ok(id) => row.id = id,
-            Err(e) => {
-                drop(recorder);
-                let _ = handle.join();
-                return Err(format!("not started: {}", crate::error::Report(&e)));
-            }
+            Err(e) => return Err(format!("not started: {}", crate::error::Report(&e))),
         }
+        let meta = self.controller().meta();
+        let recorded = spawn_recorder(RecordSettings {
+            dir: self.settings.record_dir.clone(),
+            episode: true,
+            session_log: true,
+            scenario: scenario.clone(),
+            instruction: meta.raw.prompt.instruction.clone(),
+            model_id: meta.model_id.clone(),
+            chunk_size: meta.raw.chunk,
+            step: meta.step(),
+        });
+        let (recorder, handle) = match recorded {
+            Ok(r) => r,
+            Err(e) => {
+                let why = format!(
+                    "cannot record in {}: {}",
+                    self.settings.record_dir.display(),
+                    crate::error::Report(&e)
+                );
+                row.status = Status::Aborted.name().into();
+                row.ended_by = Some("not_started".into());
+                row.note = Some(why.clone());
+                let _ = self.store.end_trial(&row);
+                return Err(why);
+            }
+        };
+
         {
             let mut tap = self.tap.lock().expect("tap");
             tap.recorder = Some(recorder);
@@ -432,7 +443,7 @@ impl Session {
         }
         let controller = self.controller.as_mut().expect("controller until quit");
         controller.begin_trial();
-        controller.set_armed(true);
+        controller.set_armed(true, HEARTBEAT);
         let marks = Marks::of(&controller.live());
         self.say(format!(
             "trial #{} started: {} ({}/{})",
@@ -458,7 +469,7 @@ impl Session {
     /// row's end figures; the trial then waits for its mark.
     fn stop_running(&mut self, why: String, default: Option<(Status, Option<FailureCode>)>) {
         let controller = self.controller.as_ref().expect("controller until quit");
-        controller.set_armed(false);
+        controller.set_armed(false, HEARTBEAT);
         let Phase::Running(mut r) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return;
         };
@@ -480,7 +491,10 @@ impl Session {
         let row = &mut r.row;
         row.ended_utc = Some(now_utc());
         row.ended_mono_ns = Some(mono_ns(end));
-        row.duration_s = Some(r.started.elapsed().as_secs_f64());
+        row.duration_s = Some(
+            end.saturating_since(Timestamp(row.started_mono_ns as u64))
+                .as_secs_f64(),
+        );
         let digest = |p: &str| super::sha256_file(std::path::Path::new(p)).ok();
         if !outcome.episodes.is_empty() {
             let list: Vec<serde_json::Value> = outcome
@@ -518,9 +532,16 @@ impl Session {
             row.final_yaw_rad = Some(last[3]);
             row.trajectory = serde_json::to_string(&r.trajectory).ok();
         }
-        if !outcome.errors.is_empty() {
+        let mut problems = outcome.errors.clone();
+        if outcome.dropped_items > 0 {
+            problems.push(format!(
+                "{} frames or log lines dropped (the recorder fell behind)",
+                outcome.dropped_items
+            ));
+        }
+        if !problems.is_empty() {
             // Kept with the trial: its recording is incomplete.
-            let text = format!("[recording incomplete: {}]", outcome.errors.join("; "));
+            let text = format!("[recording incomplete: {}]", problems.join("; "));
             row.note = Some(match row.note.take() {
                 Some(n) => format!("{n}; {text}"),
                 None => text,
@@ -545,7 +566,7 @@ impl Session {
             self.stop_running("e-stop (Space)".into(), None);
         } else {
             // Between trials it is stopped already; say so and make sure.
-            self.controller().set_armed(false);
+            self.controller().set_armed(false, HEARTBEAT);
             self.say("e-stop: wheels stopped (no trial running)".into());
         }
     }
@@ -656,6 +677,8 @@ impl Session {
     /// simulator's judge, a source that ended.
     pub fn tick(&mut self) {
         let controller = self.controller.as_mut().expect("controller until quit");
+        controller.heartbeat(HEARTBEAT);
+        let motor_disarmed = controller.disarmed_by_motor();
         let ended = controller.poll();
         let live = controller.live();
         let (t, n, fps) = &mut self.fps;
@@ -670,6 +693,7 @@ impl Session {
             Judged(Status, Option<FailureCode>, String),
             SourceEnded,
             TimeLimit,
+            MotorDisarmed,
         }
         let next = match &mut self.phase {
             Phase::Running(r) => {
@@ -687,6 +711,7 @@ impl Session {
                         }
                     }),
                     Some(Ended::SourceEnded) => Some(Next::SourceEnded),
+                    _ if motor_disarmed => Some(Next::MotorDisarmed),
                     None if r.started.elapsed() >= limit => Some(Next::TimeLimit),
                     None => None,
                 }
@@ -699,6 +724,13 @@ impl Session {
                 let _ = self.finish_trial(status, code, "judge");
             }
             Some(Next::SourceEnded) => self.stop_running("the frame source ended".into(), None),
+            Some(Next::MotorDisarmed) => self.stop_running(
+                format!(
+                    "the motor loop disarmed: the console missed its {} s heartbeat",
+                    HEARTBEAT.as_secs_f64()
+                ),
+                None,
+            ),
             Some(Next::TimeLimit) => {
                 let why = format!(
                     "time limit {:.0} s: failure OTHER unless marked otherwise (Enter accepts)",
@@ -901,6 +933,15 @@ pub fn run_tui(
                             }
                             Input::Normal
                         }
+                        // Notes are typed while the wheels are stopped, so
+                        // Space is never a typed space while driving.
+                        Key::Char('t') if session.is_running() => {
+                            session.say(
+                                "stop the trial first (Space, or mark it), then t adds the note"
+                                    .into(),
+                            );
+                            Input::Normal
+                        }
                         Key::Char('t') => Input::Note(String::new()),
                         Key::Char('n') => {
                             session.next_scenario();
@@ -934,6 +975,10 @@ pub fn run_tui(
                         _ => Input::Code(i),
                     },
                     Input::Note(mut text) => match key {
+                        Key::CtrlC => {
+                            session.estop();
+                            Input::ConfirmQuit
+                        }
                         Key::Esc => Input::Normal,
                         Key::Enter => {
                             session.note(&text);
@@ -998,20 +1043,36 @@ pub fn parse_keys(bytes: &[u8]) -> Vec<Key> {
             b' ' => keys.push(Key::Space),
             0x03 => keys.push(Key::CtrlC),
             0x7f | 0x08 => keys.push(Key::Backspace),
+            // Escape sequences never swallow a Space (the e-stop): a
+            // sequence broken by one is an Esc, and parsing goes on after it.
             0x1b => match bytes.get(i) {
                 None => keys.push(Key::Esc),
-                Some(b'[') | Some(b'O') => {
-                    // CSI / SS3: parameters, then one final byte 0x40..=0x7e.
+                Some(b'O') if bytes.get(i + 1).is_some_and(|b| (0x40..=0x7e).contains(b)) => {
+                    // SS3: one final byte.
+                    match bytes[i + 1] {
+                        b'A' => keys.push(Key::Up),
+                        b'B' => keys.push(Key::Down),
+                        _ => {}
+                    }
+                    i += 2;
+                }
+                Some(b'[') => {
+                    // CSI: parameter bytes 0x30..=0x3f, intermediates
+                    // 0x21..=0x2f, one final byte 0x40..=0x7e.
                     let mut j = i + 1;
-                    while j < bytes.len() && !(0x40..=0x7e).contains(&bytes[j]) {
+                    while j < bytes.len() && (0x21..=0x3f).contains(&bytes[j]) {
                         j += 1;
                     }
                     match bytes.get(j) {
                         Some(b'A') => keys.push(Key::Up),
                         Some(b'B') => keys.push(Key::Down),
-                        _ => {}
+                        Some(f) if (0x40..=0x7e).contains(f) => {}
+                        _ => {
+                            keys.push(Key::Esc);
+                            continue;
+                        }
                     }
-                    i = (j + 1).min(bytes.len());
+                    i = j + 1;
                 }
                 Some(_) => keys.push(Key::Esc),
             },
@@ -1129,7 +1190,15 @@ fn draw(f: &mut ratatui::Frame, s: &Session, input: &Input) {
     let cols =
         Layout::horizontal([Constraint::Percentage(52), Constraint::Percentage(48)]).split(rows[1]);
     let m = &v.live.motor;
-    let armed = if v.live.armed {
+    let armed = if v.live.armed && !v.live.arm_requested {
+        Span::styled(
+            "STOPPING",
+            Style::default()
+                .fg(Color::White)
+                .bg(Color::Red)
+                .add_modifier(Modifier::BOLD),
+        )
+    } else if v.live.armed {
         Span::styled(
             "ARMED",
             Style::default()
@@ -1272,7 +1341,7 @@ fn draw(f: &mut ratatui::Frame, s: &Session, input: &Input) {
         Input::ConfirmQuit => popup(
             "quit?",
             vec![Line::from(
-                "q again: the trial in progress is stored as aborted and the console quits; any other key: back",
+                "q again: the trial in progress is stored as aborted (one stopped at its time limit: as its failure) and the console quits; any other key: back",
             )],
             f,
         ),
@@ -1300,6 +1369,16 @@ mod tests {
         );
         // SS3 arrows, an unknown CSI sequence skipped, UTF-8 text kept.
         assert_eq!(parse_keys(b"\x1bOA\x1b[15~x"), [Key::Up, Key::Char('x')]);
+        // A Space inside a would-be escape sequence is still the e-stop.
+        assert_eq!(
+            parse_keys(b"\x1bO "),
+            [Key::Esc, Key::Char('O'), Key::Space]
+        );
+        assert_eq!(
+            parse_keys(b"\x1b[1 "),
+            [Key::Esc, Key::Char('['), Key::Char('1'), Key::Space]
+        );
+        assert_eq!(parse_keys(b"\x1bOx "), [Key::Space]);
         assert_eq!(
             parse_keys("né".as_bytes()),
             [Key::Char('n'), Key::Char('é')]

@@ -96,12 +96,13 @@ pub fn model_key(digest: &str) -> String {
     digest.chars().take(12).collect()
 }
 
-/// Why a requested comparison cannot be made.
+/// Why a report cannot be made as asked.
 #[derive(Debug, thiserror::Error)]
-#[error("--compare {given}: {why}")]
-pub struct CompareError {
-    pub given: String,
-    pub why: String,
+pub enum ReportError {
+    #[error("--compare {given}: {why}")]
+    Compare { given: String, why: String },
+    #[error("the trials are {field} field and {simulated} simulated ones; a rate over both means nothing: choose --field or --simulated")]
+    MixedWorlds { field: usize, simulated: usize },
 }
 
 /// Build the report. `compare`: two model digest prefixes (A, B); without it,
@@ -111,7 +112,14 @@ pub fn build(
     filters: String,
     rows: Vec<TrialRow>,
     compare_models: Option<(String, String)>,
-) -> Result<Report, CompareError> {
+) -> Result<Report, ReportError> {
+    let simulated = rows.iter().filter(|r| r.simulated).count();
+    if simulated > 0 && simulated < rows.len() {
+        return Err(ReportError::MixedWorlds {
+            field: rows.len() - simulated,
+            simulated,
+        });
+    }
     let mut by_scenario: BTreeMap<&str, Vec<&TrialRow>> = BTreeMap::new();
     let mut by_model: BTreeMap<String, Vec<&TrialRow>> = BTreeMap::new();
     for r in &rows {
@@ -129,18 +137,18 @@ pub fn build(
         .iter()
         .map(|(k, v)| Tally::of(k.clone(), v.iter().copied()))
         .collect();
-    let pick = |prefix: &str, given: &str| -> Result<Tally, CompareError> {
+    let pick = |prefix: &str, given: &str| -> Result<Tally, ReportError> {
         let found: Vec<&Tally> = per_model
             .iter()
             .filter(|t| t.key.starts_with(&model_key(prefix)))
             .collect();
         match found.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(CompareError {
+            [] => Err(ReportError::Compare {
                 given: given.into(),
                 why: format!("no trials of a model {prefix}… (after the filters)"),
             }),
-            _ => Err(CompareError {
+            _ => Err(ReportError::Compare {
                 given: given.into(),
                 why: format!("{prefix} matches several models; give more digits"),
             }),
@@ -151,7 +159,9 @@ pub fn build(
             let given = format!("{a},{b}");
             Some((pick(&a, &given)?, pick(&b, &given)?))
         }
-        None if per_model.len() == 2 => Some((per_model[0].clone(), per_model[1].clone())),
+        None if per_model.len() == 2 && per_model.iter().all(|t| t.n > 0) => {
+            Some((per_model[0].clone(), per_model[1].clone()))
+        }
         None => None,
     }
     .map(|(a, b)| ModelComparison {
@@ -726,6 +736,14 @@ mod tests {
         let c = r.comparison.unwrap();
         assert_eq!((c.a.key.as_str(), c.b.key.as_str()), ("aaaa", "bbbb"));
         assert!((c.comparison.difference - (0.5 - 1.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn field_and_simulated_trials_are_never_pooled() {
+        let mut rows = sample();
+        rows[0].simulated = true;
+        let e = build("db".into(), String::new(), rows, None).unwrap_err();
+        assert!(e.to_string().contains("--field or --simulated"), "{e}");
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub enum StoreError {
     Foreign { path: String, found: i32 },
     #[error("trial store {path}: schema version {found} is newer than this mvla knows ({SCHEMA_VERSION}); use a newer mvla, nothing was changed")]
     NewerSchema { path: String, found: i64 },
+    #[error("trial store {path}: schema version {found} is older than this mvla's ({SCHEMA_VERSION}); open it once with `mvla trial` (or `mvla sim trials --db`) to migrate it, then report")]
+    OlderSchema { path: String, found: i64 },
     #[error("trial store {path}: integrity check failed: {detail}; left as it is")]
     Corrupt { path: String, detail: String },
     #[error("trial store {path}: locked by another process (held for over {}s); is another console or tool writing it?", BUSY_TIMEOUT.as_secs())]
@@ -345,12 +347,13 @@ impl TrialStore {
             Access::Console => Some(take_console_lock(path)?),
             _ => None,
         };
-        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        if access != Access::Read {
-            flags |= OpenFlags::SQLITE_OPEN_CREATE;
-        }
+        // A report only reads (a store it may not write, a read-only copy).
+        let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI
+            | match access {
+                Access::Read => OpenFlags::SQLITE_OPEN_READ_ONLY,
+                _ => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            };
         let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Sql {
             path: p.clone(),
             what: "open".into(),
@@ -367,7 +370,7 @@ impl TrialStore {
             path: path.to_path_buf(),
             _console_lock: console_lock,
         };
-        store.check_and_migrate()?;
+        store.check_and_migrate(access)?;
         // A file that claims our schema version must have its columns.
         let mut want = vec!["id".to_string()];
         want.extend(TrialRow::COLUMNS.iter().map(|c| c.to_string()));
@@ -409,7 +412,7 @@ impl TrialStore {
 
     /// Identify the file, refuse what is not ours or too new, then bring
     /// the schema up to date in one transaction.
-    fn check_and_migrate(&self) -> Result<(), StoreError> {
+    fn check_and_migrate(&self, access: Access) -> Result<(), StoreError> {
         let p = || self.path.display().to_string();
         // The first read of the file: a non-database fails here.
         let pragma = |name: &str| -> Result<i64, StoreError> {
@@ -455,6 +458,15 @@ impl TrialStore {
                 found: version,
             });
         }
+        if access == Access::Read {
+            if version < SCHEMA_VERSION {
+                return Err(StoreError::OlderSchema {
+                    path: p(),
+                    found: version,
+                });
+            }
+            return Ok(());
+        }
         // WAL: readers (a report during a session) never block the console's writes.
         let mode: String = self
             .conn
@@ -471,6 +483,18 @@ impl TrialStore {
                 .execute_batch("BEGIN IMMEDIATE")
                 .map_err(self.err("begin migration"))?;
             let migrated = (|| -> Result<(), StoreError> {
+                // Read again under the write lock: another writer may have
+                // migrated between the first read and BEGIN IMMEDIATE.
+                let version: i64 = self
+                    .conn
+                    .query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .map_err(self.err("schema version"))?;
+                if version > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        path: p(),
+                        found: version,
+                    });
+                }
                 for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
                     self.conn
                         .execute_batch(sql)
@@ -705,7 +729,21 @@ impl TrialStore {
 
 fn take_console_lock(db: &Path) -> Result<std::fs::File, StoreError> {
     use std::os::fd::AsRawFd;
-    let mut name = db.as_os_str().to_owned();
+    // One lock per file, whatever path (symlink, `..`) names it.
+    let canonical = match (db.parent(), db.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::canonicalize(db)
+                .or_else(|_| std::fs::canonicalize(dir).map(|d| d.join(name)))
+                .unwrap_or_else(|_| db.to_path_buf())
+        }
+        _ => db.to_path_buf(),
+    };
+    let mut name = canonical.as_os_str().to_owned();
     name.push(".console-lock");
     let lock = PathBuf::from(name);
     let file = std::fs::OpenOptions::new()
