@@ -464,23 +464,20 @@ mod tests {
         ))
     }
 
-    /// A motor thread driving forward steadily on a manual clock.
-    fn driving() -> (
+    /// A motor thread on a manual clock with `flags`, a null link, the
+    /// built-in motor config; the sending end of its event channel.
+    fn motor_thread(
+        flags: &MotorFlags,
+    ) -> (
         MotorThread,
         Arc<ManualClock>,
         crate::channel::Latest<InferenceEvent>,
-        MotorFlags,
     ) {
         let clock = Arc::new(ManualClock::new(Timestamp(1_000_000_000)));
         let (tx, rx) = crate::channel::latest();
-        let flags = MotorFlags::default();
-        flags
-            .ready
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         let link = LinkWorker::spawn(Box::new(NullLink)).unwrap();
-        // The link reports up after its first send; the motor loop holds until then.
         let cfg = crate::config::Config::builtin_default().motor;
-        let mut m = MotorThread::new(
+        let m = MotorThread::new(
             MotorLoop::new(cfg, crate::robot::calib::Calibration::serbot()),
             rx,
             link,
@@ -489,6 +486,22 @@ mod tests {
             Notifier::from_env(),
             RtLog::direct(),
         );
+        (m, clock, tx)
+    }
+
+    /// A motor thread driving forward steadily on a manual clock.
+    fn driving() -> (
+        MotorThread,
+        Arc<ManualClock>,
+        crate::channel::Latest<InferenceEvent>,
+        MotorFlags,
+    ) {
+        let flags = MotorFlags::default();
+        flags
+            .ready
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // The link reports up after its first send; the motor loop holds until then.
+        let (mut m, clock, tx) = motor_thread(&flags);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !m.link.is_up() {
             assert!(std::time::Instant::now() < deadline, "link never up");
@@ -554,23 +567,11 @@ mod tests {
     #[test]
     fn a_switch_made_disarmed_stops_from_the_first_tick() {
         // The console's motor thread: ArmSwitch::disarmed() from the start.
-        let clock = Arc::new(ManualClock::new(Timestamp(1_000_000_000)));
-        let (tx, rx) = crate::channel::latest();
         let flags = MotorFlags {
             arm: Arc::new(ArmSwitch::disarmed()),
             ..Default::default()
         };
-        let link = LinkWorker::spawn(Box::new(NullLink)).unwrap();
-        let cfg = crate::config::Config::builtin_default().motor;
-        let mut m = MotorThread::new(
-            MotorLoop::new(cfg, crate::robot::calib::Calibration::serbot()),
-            rx,
-            link,
-            clock.clone(),
-            flags.clone(),
-            Notifier::from_env(),
-            RtLog::direct(),
-        );
+        let (mut m, clock, tx) = motor_thread(&flags);
         tx.send(forward_chunk(clock.now().plus(Duration::from_millis(1))));
         for _ in 0..20 {
             let c = m.cycle();
