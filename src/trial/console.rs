@@ -429,8 +429,16 @@ impl Session {
                 );
                 row.status = Status::Aborted.name().into();
                 row.ended_by = Some("not_started".into());
+                row.ended_utc = Some(now_utc());
+                row.ended_mono_ns = Some(mono_ns(self.controller().clock().now()));
                 row.note = Some(why.clone());
-                let _ = self.store.end_trial(&row);
+                self.last_trial = Some(row.id);
+                if let Err(e) = self.store.end_trial(&row) {
+                    return Err(format!(
+                        "{why}; and not stored: {}",
+                        crate::error::Report(&e)
+                    ));
+                }
                 return Err(why);
             }
         };
@@ -443,6 +451,9 @@ impl Session {
         }
         let controller = self.controller.as_mut().expect("controller until quit");
         controller.begin_trial();
+        // The trial's clock starts at the arm (the row's start is re-stamped
+        // when the trial ends; the time limit counts from here too).
+        row.started_mono_ns = mono_ns(controller.clock().now());
         controller.set_armed(true, HEARTBEAT);
         let marks = Marks::of(&controller.live());
         self.say(format!(
@@ -895,18 +906,23 @@ pub fn run_tui(
                 }
             };
             for key in keys {
-                // Space is the e-stop in every mode but typing a note.
+                // Space is the e-stop in every mode but typing a note (only
+                // possible while stopped); Ctrl-C e-stops in every mode, then asks.
                 if key == Key::Space && !matches!(input, Input::Note(_)) {
                     session.estop();
                     input = Input::Normal;
                     continue;
                 }
+                if key == Key::CtrlC {
+                    if matches!(input, Input::ConfirmQuit) {
+                        break 'screen;
+                    }
+                    session.estop();
+                    input = Input::ConfirmQuit;
+                    continue;
+                }
                 input = match std::mem::replace(&mut input, Input::Normal) {
                     Input::Normal => match key {
-                        Key::CtrlC => {
-                            session.estop();
-                            Input::ConfirmQuit
-                        }
                         Key::Enter | Key::Char('s') => {
                             if session.is_awaiting_mark() {
                                 session.accept_default();
@@ -975,10 +991,6 @@ pub fn run_tui(
                         _ => Input::Code(i),
                     },
                     Input::Note(mut text) => match key {
-                        Key::CtrlC => {
-                            session.estop();
-                            Input::ConfirmQuit
-                        }
                         Key::Esc => Input::Normal,
                         Key::Enter => {
                             session.note(&text);
@@ -999,7 +1011,7 @@ pub fn run_tui(
                         _ => Input::Note(text),
                     },
                     Input::ConfirmQuit => match key {
-                        Key::Char('q') | Key::Char('y') | Key::CtrlC => break 'screen,
+                        Key::Char('q') | Key::Char('y') => break 'screen,
                         _ => Input::Normal,
                     },
                 };
@@ -1007,6 +1019,10 @@ pub fn run_tui(
         }
         Ok(())
     })();
+    // Stop first: restoring the screen writes to a terminal that may block.
+    if let Some(c) = session.controller.as_ref() {
+        c.set_armed(false, HEARTBEAT);
+    }
     ratatui::restore();
     // Whatever ended the loop, the wheels stop and the trial in progress is
     // stored (aborted) before an error is reported.
@@ -1045,6 +1061,8 @@ pub fn parse_keys(bytes: &[u8]) -> Vec<Key> {
             0x7f | 0x08 => keys.push(Key::Backspace),
             // Escape sequences never swallow a Space (the e-stop): a
             // sequence broken by one is an Esc, and parsing goes on after it.
+            // Ctrl+Space sends NUL: still the e-stop.
+            0x00 => keys.push(Key::Space),
             0x1b => match bytes.get(i) {
                 None => keys.push(Key::Esc),
                 Some(b'O') if bytes.get(i + 1).is_some_and(|b| (0x40..=0x7e).contains(b)) => {
@@ -1063,9 +1081,19 @@ pub fn parse_keys(bytes: &[u8]) -> Vec<Key> {
                     while j < bytes.len() && (0x21..=0x3f).contains(&bytes[j]) {
                         j += 1;
                     }
+                    // A modified Space in the extended-keys encodings
+                    // (`CSI 32;m u`, `CSI 27;m;32 ~`) is still the e-stop.
+                    let params: Vec<&[u8]> = bytes[i + 1..j].split(|b| *b == b';').collect();
                     match bytes.get(j) {
                         Some(b'A') => keys.push(Key::Up),
                         Some(b'B') => keys.push(Key::Down),
+                        Some(b'u') if params.first() == Some(&&b"32"[..]) => keys.push(Key::Space),
+                        Some(b'~')
+                            if params.first() == Some(&&b"27"[..])
+                                && params.get(2) == Some(&&b"32"[..]) =>
+                        {
+                            keys.push(Key::Space)
+                        }
                         Some(f) if (0x40..=0x7e).contains(f) => {}
                         _ => {
                             keys.push(Key::Esc);
@@ -1076,7 +1104,7 @@ pub fn parse_keys(bytes: &[u8]) -> Vec<Key> {
                 }
                 Some(_) => keys.push(Key::Esc),
             },
-            0x00..=0x1f => {}
+            0x01..=0x1f => {}
             _ => {
                 // One UTF-8 character (a lone or broken byte is skipped).
                 let len = match b {
@@ -1379,6 +1407,11 @@ mod tests {
             [Key::Esc, Key::Char('['), Key::Char('1'), Key::Space]
         );
         assert_eq!(parse_keys(b"\x1bOx "), [Key::Space]);
+        // Ctrl+Space (NUL) and modified Spaces in extended-keys encodings.
+        assert_eq!(parse_keys(b"\x00"), [Key::Space]);
+        assert_eq!(parse_keys(b"\x1b[32;2u"), [Key::Space]);
+        assert_eq!(parse_keys(b"\x1b[27;5;32~"), [Key::Space]);
+        assert_eq!(parse_keys(b"\x1b[33;2u"), []);
         assert_eq!(
             parse_keys("né".as_bytes()),
             [Key::Char('n'), Key::Char('é')]
