@@ -55,6 +55,33 @@ impl BadInput {
     }
 }
 
+/// Library errors that know whether they are about the input.
+pub trait InputOrFailure: std::error::Error + Send + Sync + 'static {
+    fn is_bad_input(&self) -> bool;
+}
+
+impl InputOrFailure for mvla::trial::store::StoreError {
+    fn is_bad_input(&self) -> bool {
+        self.is_bad_input()
+    }
+}
+
+impl InputOrFailure for mvla::trial::console::ConsoleError {
+    fn is_bad_input(&self) -> bool {
+        self.is_bad_input()
+    }
+}
+
+/// `e` as [`BadInput`] (exit 2) when it is about the input, else as a
+/// runtime failure (exit 1).
+pub fn classified(e: impl InputOrFailure) -> anyhow::Error {
+    if e.is_bad_input() {
+        BadInput::of(e).into()
+    } else {
+        e.into()
+    }
+}
+
 pub fn load_policy(model: &Path) -> Result<TractPolicy> {
     TractPolicy::load(model)
         .map_err(|e| BadInput::context(e, format!("model {}", model.display())).into())

@@ -131,13 +131,7 @@ fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
         Some(path) => {
             let store =
                 mvla::trial::store::TrialStore::open(path, mvla::trial::store::Access::Writer)
-                    .map_err(|e| -> anyhow::Error {
-                        if e.is_bad_input() {
-                            BadInput::of(e).into()
-                        } else {
-                            e.into()
-                        }
-                    })?;
+                    .map_err(super::classified)?;
             let now = mvla::record::writer::utc_stamp(std::time::SystemTime::now());
             let session_id = format!("{}-{}-sim", now.1, std::process::id());
             store.begin_session(&mvla::trial::store::SessionRow {

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use mvla::trial::console::{ConsoleError, ConsoleSettings, Session};
+use mvla::trial::console::{ConsoleSettings, Session};
 use mvla::trial::plan::Plan;
 use mvla::trial::report;
-use mvla::trial::store::{Access, Filter, StoreError, TrialStore};
+use mvla::trial::store::{Access, Filter, TrialStore};
 
 use super::BadInput;
 
@@ -30,14 +30,6 @@ pub struct ConsoleArgs {
     pub record: Option<PathBuf>,
     pub operator: Option<String>,
     pub robot_id: Option<String>,
-}
-
-fn console_error(e: ConsoleError) -> anyhow::Error {
-    if e.is_bad_input() {
-        BadInput::of(e).into()
-    } else {
-        e.into()
-    }
 }
 
 pub fn console(a: ConsoleArgs) -> Result<u8> {
@@ -105,7 +97,7 @@ pub fn console(a: ConsoleArgs) -> Result<u8> {
     };
     // The store before the screen: a bad, locked or foreign file is refused
     // (exit 2) with nothing started.
-    let store = Session::open_store(&settings).map_err(console_error)?;
+    let store = Session::open_store(&settings).map_err(super::classified)?;
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         return Err(BadInput::msg(
             "the trial console needs a terminal (run it in a terminal or over ssh -t)",
@@ -126,7 +118,7 @@ pub fn console(a: ConsoleArgs) -> Result<u8> {
         mvla::trial::console::run_tui(session, stop)
     });
     drop(stderr);
-    let (summary, done) = result.map_err(console_error)?;
+    let (summary, done) = result.map_err(super::classified)?;
     let ok = done
         .iter()
         .filter(|d| d.status == mvla::trial::Status::Success)
@@ -207,17 +199,9 @@ pub struct ReportArgs {
     pub compare: Option<String>,
 }
 
-fn store_error(e: StoreError) -> anyhow::Error {
-    if e.is_bad_input() {
-        BadInput::of(e).into()
-    } else {
-        e.into()
-    }
-}
-
 pub fn report_cmd(a: ReportArgs) -> Result<u8> {
-    let store = TrialStore::open(&a.db, Access::Read).map_err(store_error)?;
-    let rows = store.trials(&a.filter).map_err(store_error)?;
+    let store = TrialStore::open(&a.db, Access::Read).map_err(super::classified)?;
+    let rows = store.trials(&a.filter).map_err(super::classified)?;
     let compare = match &a.compare {
         None => None,
         Some(s) => match s.split_once(',') {

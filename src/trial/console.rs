@@ -506,7 +506,7 @@ impl Session {
             end.saturating_since(Timestamp(row.started_mono_ns as u64))
                 .as_secs_f64(),
         );
-        let digest = |p: &str| super::sha256_file(std::path::Path::new(p)).ok();
+        let digest = |p: &str| crate::policy::meta::sha256_file(std::path::Path::new(p)).ok();
         if !outcome.episodes.is_empty() {
             let list: Vec<serde_json::Value> = outcome
                 .episodes

@@ -127,23 +127,6 @@ impl ScenarioParts {
     }
 }
 
-/// sha256 of a file, hex (recordings and configs are digested into the store).
-pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(crate::hex::encode(&h.finalize()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

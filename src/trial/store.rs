@@ -414,31 +414,27 @@ impl TrialStore {
     /// the schema up to date in one transaction.
     fn check_and_migrate(&self, access: Access) -> Result<(), StoreError> {
         let p = || self.path.display().to_string();
-        // The first read of the file: a non-database fails here.
-        let pragma = |name: &str| -> Result<i64, StoreError> {
-            self.conn
-                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+        // The first reads of the file: a non-database fails here.
+        fn first_read<T: rusqlite::types::FromSql>(
+            store: &TrialStore,
+            sql: &str,
+        ) -> Result<T, StoreError> {
+            store
+                .conn
+                .query_row(sql, [], |r| r.get(0))
                 .map_err(|source| {
+                    let path = store.path.display().to_string();
                     if is_busy(&source) {
-                        StoreError::Locked { path: p(), source }
+                        StoreError::Locked { path, source }
                     } else {
-                        StoreError::NotADatabase { path: p(), source }
+                        StoreError::NotADatabase { path, source }
                     }
                 })
-        };
-        let app = pragma("application_id")? as i32;
-        let version = pragma("user_version")?;
-        let objects = pragma("schema_version")?;
-        let check: String = self
-            .conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|source| {
-                if is_busy(&source) {
-                    StoreError::Locked { path: p(), source }
-                } else {
-                    StoreError::NotADatabase { path: p(), source }
-                }
-            })?;
+        }
+        let app = first_read::<i64>(self, "PRAGMA application_id")? as i32;
+        let version: i64 = first_read(self, "PRAGMA user_version")?;
+        let objects: i64 = first_read(self, "PRAGMA schema_version")?;
+        let check: String = first_read(self, "PRAGMA quick_check")?;
         if check != "ok" {
             return Err(StoreError::Corrupt {
                 path: p(),
@@ -621,43 +617,6 @@ impl TrialStore {
             )
             .map_err(self.err("adding a note"))?;
         Ok(())
-    }
-
-    /// Finished trials of a batch (`mvla sim trials --db`), in one transaction.
-    pub fn insert_finished(&mut self, rows: &[TrialRow]) -> Result<(), StoreError> {
-        let path = self.path.display().to_string();
-        let sql_err = |what: &str| {
-            let path = path.clone();
-            let what = what.to_string();
-            move |source: rusqlite::Error| {
-                if is_busy(&source) {
-                    StoreError::Locked {
-                        path: path.clone(),
-                        source,
-                    }
-                } else {
-                    StoreError::Sql {
-                        path: path.clone(),
-                        what: what.clone(),
-                        source,
-                    }
-                }
-            }
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql_err("begin"))?;
-        {
-            let mut stmt = tx
-                .prepare(&Self::insert_sql())
-                .map_err(sql_err("prepare"))?;
-            for r in rows {
-                stmt.execute(rusqlite::params_from_iter(r.params()))
-                    .map_err(sql_err("inserting a trial"))?;
-            }
-        }
-        tx.commit().map_err(sql_err("commit"))
     }
 
     pub fn trial(&self, id: i64) -> Result<Option<TrialRow>, StoreError> {
