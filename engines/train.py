@@ -147,7 +147,7 @@ class Normaliser:
 
 
 @torch.no_grad()
-def reinit_from_scratch(kosmos):
+def reinit_from_scratch(kosmos, pos_std: float, attn_sharpness: float = 0.0):
     """Hugging Face's Kosmos-2 init (text and projection linears N(0, 0.02)) is
     meant for loading pretrained weights; from scratch it makes the backbone
     image-blind: the image_to_text_projection's `dense` sees an L2-normalised
@@ -167,17 +167,33 @@ def reinit_from_scratch(kosmos):
         mod.weight.normal_(0.0, std)
         if mod.bias is not None:
             mod.bias.zero_()
+    # CLIP's init gives the vision position embeddings std 0.02 beside patch
+    # embeddings of ~0.5 (measured on sim frames, small-p28): the tokens are
+    # nearly position-blind, and a mirrored scene (left vs right scenario: the
+    # same box and bottle on the other side) looks alike to every pooled
+    # feature. From scratch, start them at the patch embeddings' scale.
+    if pos_std > 0:
+        kosmos.vision_model.model.embeddings.position_embedding.weight.normal_(0.0, pos_std)
+    # Sharp attention from the start: every q/k projection N(0, c/fan_in), so
+    # attention logits have std ~c on unit-scale inputs. With small inits
+    # every attention (vision, latent queries, text) starts uniform, i.e. a
+    # plain average over the image, and the spatial layout (box left or right
+    # of the centre) is averaged away before the head sees it.
+    if attn_sharpness > 0:
+        for name, mod in kosmos.named_modules():
+            if isinstance(mod, nn.Linear) and (name.endswith("q_proj") or name.endswith("k_proj")):
+                mod.weight.normal_(0.0, (attn_sharpness / mod.in_features) ** 0.5)
 
 
 class MobileVLA(torch.nn.Module):
     """Backbone (Hugging Face Kosmos2Model, called the training code's way),
     learnable action token, PolicyHead (LSTM + MLP tanh) from engines/mobile_vla.py."""
 
-    def __init__(self, cfg: mv.TrainConfig, layout: mv.PromptLayout, reinit: bool = True):
+    def __init__(self, cfg: mv.TrainConfig, layout: mv.PromptLayout, reinit: bool = True, pos_std: float = 0.5, attn_sharpness: float = 0.0):
         super().__init__()
         self.backbone = mv.build_kosmos2(cfg).train()
         if reinit:
-            reinit_from_scratch(self.backbone)
+            reinit_from_scratch(self.backbone, pos_std, attn_sharpness)
         D = self.backbone.config.text_config.embed_dim
         self.action_token = torch.nn.Parameter(torch.randn(D) * 0.02)
         self.act_head = mv.PolicyHead(D, cfg)
@@ -221,6 +237,9 @@ class MobileVLA(torch.nn.Module):
 
 def kosmos_overrides(size: str) -> dict:
     base = mv.tiny_kosmos2_overrides()
+    # no dropout in a small from-scratch text model (Hugging Face's 0.1 defaults
+    # are for fine-tuning the pretrained 1.6 B one); inference is unaffected
+    base["text_config"].update({"dropout": 0.0, "attention_dropout": 0.0})
     if size == "tiny":
         return base
     if size == "small":
@@ -230,6 +249,11 @@ def kosmos_overrides(size: str) -> dict:
     if size == "small-p28":
         # patch 28 on the same 224x224 input: 64 vision tokens instead of 256 (4x cheaper on CPU)
         base["vision_config"].update({"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "patch_size": 28})
+        base["text_config"].update({"embed_dim": 128, "layers": 2, "ffn_dim": 256, "attention_heads": 4})
+        return base
+    if size == "narrow-p14":
+        # the real patch 14 (256 vision tokens, a 16x16 grid: fine spatial layout) on a narrow tower
+        base["vision_config"].update({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 2, "patch_size": 14})
         base["text_config"].update({"embed_dim": 128, "layers": 2, "ffn_dim": 256, "attention_heads": 4})
         return base
     if size == "medium":
@@ -243,14 +267,20 @@ def kosmos_overrides(size: str) -> dict:
 # Training
 
 
-def batch_loss(model, eps, norm, window, chunk, nonfwd_weight):
-    """All windows of the given episodes; each frame a window needs goes through the backbone once."""
+def batch_loss(model, eps, norm, window, chunk, nonfwd_weight, mirror=None):
+    """All windows of the given episodes; each frame a window needs goes through the backbone once.
+    `mirror[i]`: episode i seen in a mirror (frames flipped left-right, linear_y negated)."""
     frames, spans = [], []
-    for ep in eps:
+    for i, ep in enumerate(eps):
         starts = window_starts(len(ep["actions"]), window, chunk)
         last = starts[-1] + window
-        spans.append((last, starts, labels_of(ep["actions"])))
-        frames.append(ep["images"][:last])
+        lab = labels_of(ep["actions"])
+        imgs = ep["images"][:last]
+        if mirror is not None and mirror[i]:
+            lab = lab * np.array([1.0, -1.0], dtype=np.float32)
+            imgs = imgs[:, :, ::-1]
+        spans.append((last, starts, lab))
+        frames.append(imgs)
     if getattr(model, "frozen_backbone", False):
         with torch.no_grad():
             feats = model.features(norm(np.concatenate(frames)))
@@ -356,7 +386,7 @@ def main(argv=None):
     p.add_argument("--val", nargs="+", required=True, help="directories of held-out episodes (other seeds)")
     p.add_argument("--out", required=True)
     p.add_argument("--cache", default=None, help="224x224 frame cache directory (default OUT/../cache)")
-    p.add_argument("--size", default="small", choices=["tiny", "small", "small-p28", "medium"])
+    p.add_argument("--size", default="small", choices=["tiny", "small", "small-p28", "narrow-p14", "medium"])
     p.add_argument("--chunk", type=int, default=5)
     p.add_argument("--window", type=int, default=8)
     p.add_argument("--lstm-hidden", type=int, default=256)
@@ -374,6 +404,10 @@ def main(argv=None):
     p.add_argument("--val-every", type=int, default=0, help="optimiser steps between validations (0: once per epoch)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pos-init-std", type=float, default=0.5, help="vision position embeddings' init std (0: keep CLIP's 0.02)")
+    p.add_argument("--attn-sharpness", type=float, default=0.0, help="q/k projections' init variance x fan_in (attention logit std at init; 0: Hugging Face's init)")
+    p.add_argument("--mirror", type=float, default=0.0, help="probability of showing a training episode mirrored (frames flipped, linear_y negated)")
+    p.add_argument("--head-lr-mult", type=float, default=1.0, help="head (LSTM + MLP) learning rate = lr x this")
     p.add_argument("--freeze-backbone", action="store_true", help="diagnostic: train the head only on the random backbone's features")
     p.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms (slower)")
     args = p.parse_args(argv)
@@ -422,7 +456,7 @@ def main(argv=None):
     log(f"train: {len(train_eps)} episodes, {sum(len(e['actions']) for e in train_eps)} rows, {n_win} windows; instructions {instr}", fh)
     log("label distribution (x, y): " + ", ".join(f"{tuple(k)}: {c}" for k, c in zip(keys.tolist(), counts.tolist())), fh)
 
-    model = MobileVLA(cfg, layout)
+    model = MobileVLA(cfg, layout, pos_std=args.pos_init_std, attn_sharpness=args.attn_sharpness)
     if args.freeze_backbone:
         # diagnostic: the randomly initialised backbone (and action token) stay fixed, only the head trains
         model.frozen_backbone = True
@@ -431,12 +465,14 @@ def main(argv=None):
     nb, nh = mv.param_count(model.backbone), mv.param_count(model.act_head)
     log(f"model: backbone {nb/1e6:.2f} M params ({args.size}), head {nh/1e6:.2f} M, feature {model.action_token.numel()}; prompt L={len(prompt_ids)}", fh)
     norm = Normaliser()
-    decay, no_decay = [], []
+    groups = {}
     for n, prm in model.named_parameters():
         if not prm.requires_grad:
             continue
-        (no_decay if prm.ndim < 2 or "norm" in n.lower() or "embed" in n.lower() or n == "action_token" else decay).append(prm)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+        wd = 0.0 if prm.ndim < 2 or "norm" in n.lower() or "embed" in n.lower() or n == "action_token" else args.weight_decay
+        mult = args.head_lr_mult if n.startswith("act_head.") else 1.0
+        groups.setdefault((wd, mult), []).append(prm)
+    opt = torch.optim.AdamW([{"params": v, "weight_decay": wd, "lr_mult": mult} for (wd, mult), v in groups.items()], lr=args.lr)
     steps_per_epoch = math.ceil(len(train_eps) / args.episodes_per_step)
     total = steps_per_epoch * args.epochs
 
@@ -461,8 +497,9 @@ def main(argv=None):
             if not idx:
                 continue
             for g in opt.param_groups:
-                g["lr"] = lr_at(step)
-            loss, _, _ = batch_loss(model, [train_eps[i] for i in idx], norm, args.window, args.chunk, args.nonfwd_weight)
+                g["lr"] = lr_at(step) * g["lr_mult"]
+            mirror = [rng.random() < args.mirror for _ in idx]
+            loss, _, _ = batch_loss(model, [train_eps[i] for i in idx], norm, args.window, args.chunk, args.nonfwd_weight, mirror)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = float(torch.nn.utils.clip_grad_norm_([q for q in model.parameters() if q.requires_grad], args.clip))
