@@ -147,7 +147,7 @@ class Normaliser:
 
 
 @torch.no_grad()
-def reinit_from_scratch(kosmos, pos_std: float, attn_sharpness: float = 0.0):
+def reinit_from_scratch(kosmos, pos_std: float, attn_sharpness: float):
     """Hugging Face's Kosmos-2 init (text and projection linears N(0, 0.02)) is
     meant for loading pretrained weights; from scratch it makes the backbone
     image-blind: the image_to_text_projection's `dense` sees an L2-normalised
@@ -189,7 +189,7 @@ class MobileVLA(torch.nn.Module):
     """Backbone (Hugging Face Kosmos2Model, called the training code's way),
     learnable action token, PolicyHead (LSTM + MLP tanh) from engines/mobile_vla.py."""
 
-    def __init__(self, cfg: mv.TrainConfig, layout: mv.PromptLayout, reinit: bool = True, pos_std: float = 0.5, attn_sharpness: float = 0.0):
+    def __init__(self, cfg: mv.TrainConfig, layout: mv.PromptLayout, pos_std: float, attn_sharpness: float, reinit: bool = True):
         super().__init__()
         self.backbone = mv.build_kosmos2(cfg).train()
         if reinit:
@@ -498,7 +498,8 @@ def main(argv=None):
                 continue
             for g in opt.param_groups:
                 g["lr"] = lr_at(step) * g["lr_mult"]
-            mirror = [rng.random() < args.mirror for _ in idx]
+            # drawn only when asked, so runs without --mirror keep their shuffle order
+            mirror = [rng.random() < args.mirror for _ in idx] if args.mirror > 0 else None
             loss, _, _ = batch_loss(model, [train_eps[i] for i in idx], norm, args.window, args.chunk, args.nonfwd_weight, mirror)
             opt.zero_grad(set_to_none=True)
             loss.backward()
