@@ -233,6 +233,10 @@ pub struct RawMotor {
     pub max_linear_jerk_m_s3: f64,
     pub stop_decel_m_s2: f64,
     pub crossfade_ms: u64,
+    /// Execute chunk step i during [t0 + i·step, t0 + (i+1)·step) (true, the
+    /// model's semantics); false always executes step 0 (a diagnostic: the
+    /// sensitivity row that shows what execution by age is worth).
+    pub chunk_by_age: bool,
     /// SCHED_FIFO priority for the motor thread (0 = normal scheduling, 1..=99).
     pub realtime_priority: u8,
     /// SCHED_FIFO priority for the wheel link thread, which sends the stop
@@ -269,6 +273,7 @@ impl Default for RawMotor {
             max_linear_jerk_m_s3: 20.0,
             stop_decel_m_s2: 3.0,
             crossfade_ms: 100,
+            chunk_by_age: true,
             realtime_priority: 0,
             link_realtime_priority: None,
             lock_memory: false,
@@ -705,6 +710,7 @@ impl Config {
             deadzone: m.deadzone,
             offset_slew_per_s: m.offset_slew_per_s,
             crossfade: Duration::from_millis(m.crossfade_ms),
+            chunk_by_age: m.chunk_by_age,
         };
         if let Some(r) = &raw.record {
             if r.dir.as_os_str().is_empty() {
@@ -818,11 +824,17 @@ mod tests {
 
     #[test]
     fn builtin_default_is_valid_and_hardware_free() {
+        // The trained sim policy on the simulator, the model driving.
         let c = Config::builtin_default();
-        assert!(matches!(
-            c.capture,
-            CaptureConfig::Replay { looped: true, .. }
-        ));
+        match &c.capture {
+            CaptureConfig::Sim(s) => {
+                assert_eq!(s.scenario, "1box_hori_left_core_medium");
+                assert!(!s.expert);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.model_dir, Path::new("models/mobile_vla_sim"));
+        assert!(c.motor.chunk_by_age);
         assert!(c.record.is_none());
         assert_eq!(c.motor.loop_hz, 100);
         assert!(matches!(c.link, LinkConfig::Emulator));

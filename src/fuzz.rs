@@ -29,7 +29,7 @@ pub const TARGETS: &[(&str, Target)] = &[
 pub const SEEDS: &[(&str, &str)] = &[
     ("config", "src/default_config.toml"),
     ("config", "systemd/robot.toml"),
-    ("config", "src/sim/run.toml"),
+    ("config", "tests/fixtures/replay.toml"),
     ("config", "benches/run_replay_fast.toml"),
     ("model_json", "tests/fixtures/tiny_model/model.json"),
     ("calibration", "calib/serbot.toml"),

@@ -136,6 +136,10 @@ enum EngineCommand {
     },
 }
 
+fn parse_channel_order(s: &str) -> Result<mvla::frame::ChannelOrder, String> {
+    mvla::frame::ChannelOrder::parse(s).ok_or_else(|| format!("{s:?}: bgr or rgb"))
+}
+
 #[derive(clap::Args)]
 struct SimTrialsArgs {
     /// Scenario names, glob (`*`, `?`), comma-separated alternatives; `mvla sim list` names them.
@@ -146,7 +150,7 @@ struct SimTrialsArgs {
     trials: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Model directory (default: the config's; built-in: the tiny fixture model).
+    /// Model directory (default: the config's; built-in: the trained sim policy, models/mobile_vla_sim).
     #[arg(long)]
     model: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "model")]
@@ -166,6 +170,22 @@ struct SimTrialsArgs {
     /// The rotation the runtime applies (default: the model's camera_rotation_deg).
     #[arg(long)]
     rotation_deg: Option<u32>,
+    /// The channel order the runtime feeds the model (default: the model's
+    /// image.channel_order; the other one is a deliberately wrong run).
+    #[arg(long, value_parser = parse_channel_order)]
+    channel_order: Option<mvla::frame::ChannelOrder>,
+    /// The policy step (ms) for history spacing and chunk steps (default: the
+    /// model's step_ms, or the config's model.step_ms).
+    #[arg(long)]
+    step_ms: Option<u64>,
+    /// Spacing (ms) of the history window's frames (default: one policy
+    /// step; the camera's frame interval is the deliberately wrong run).
+    #[arg(long)]
+    history_step_ms: Option<u64>,
+    /// Execute chunk step i at the chunk's age i·step (true, the model's
+    /// semantics) or always step 0 (false; a diagnostic).
+    #[arg(long)]
+    chunk_by_age: Option<bool>,
     /// TOML config for the motor loop, calibration and inference backend (default: built-in).
     #[arg(long)]
     config: Option<PathBuf>,

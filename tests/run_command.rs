@@ -1,5 +1,8 @@
-//! `mvla run` as a process: the built-in default, clean shutdown on SIGTERM,
-//! recording that survives a crash, and configuration errors.
+//! `mvla run` as a process: the summary, clean shutdown on SIGTERM,
+//! recording that survives a crash, and configuration errors. These run the
+//! fast looping replay config (`tests/fixtures/replay.toml`); the built-in
+//! default (the trained policy in the simulator) is tested in
+//! `sim_closed_loop.rs`.
 
 mod common;
 
@@ -9,6 +12,24 @@ use std::time::Duration;
 use common::*;
 use mvla::record::Episode;
 
+/// `mvla run --config tests/fixtures/replay.toml`: the tiny model on the
+/// bundled episodes, looping.
+fn replay_run() -> Command {
+    let mut c = mvla();
+    c.args(["run", "--config"])
+        .arg(fixtures().join("replay.toml"));
+    c
+}
+
+/// The replay config as text with absolute paths (model and episodes).
+fn replay_config_text() -> String {
+    let fixtures = fixtures().display().to_string();
+    std::fs::read_to_string(fixtures.clone() + "/replay.toml")
+        .unwrap()
+        .replace("\"tiny_model\"", &format!("\"{fixtures}/tiny_model\""))
+        .replace("[\"episodes\"]", &format!("[\"{fixtures}/episodes\"]"))
+}
+
 fn signal(child: &std::process::Child, sig: i32) {
     // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
@@ -16,9 +37,9 @@ fn signal(child: &std::process::Child, sig: i32) {
 }
 
 #[test]
-fn default_run_prints_a_json_summary() {
-    let out = mvla()
-        .args(["run", "--duration-s", "2.5", "--json"])
+fn replay_run_prints_a_json_summary() {
+    let out = replay_run()
+        .args(["--duration-s", "2.5", "--json"])
         .output()
         .unwrap();
     assert!(
@@ -45,8 +66,7 @@ fn default_run_prints_a_json_summary() {
 
 #[test]
 fn sigterm_shuts_down_cleanly_with_a_summary() {
-    let mut child = mvla()
-        .arg("run")
+    let mut child = replay_run()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -76,9 +96,8 @@ fn sigterm_shuts_down_cleanly_with_a_summary() {
 fn a_full_disk_fails_the_run_loudly_and_keeps_the_rows_in_step() {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = mvla();
-    cmd.args(["run", "--duration-s", "5", "--record"])
-        .arg(dir.path());
+    let mut cmd = replay_run();
+    cmd.args(["--duration-s", "5", "--record"]).arg(dir.path());
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -115,8 +134,8 @@ fn a_full_disk_fails_the_run_loudly_and_keeps_the_rows_in_step() {
 #[test]
 fn a_recording_survives_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = mvla()
-        .args(["run", "--record"])
+    let mut child = replay_run()
+        .arg("--record")
         .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -175,13 +194,9 @@ fn a_bad_config_names_file_and_key_and_exits_2() {
     );
 }
 
-/// The default config with `extra` appended to `[inference]`, paths absolute.
+/// The replay config with `extra` appended to `[inference]`, paths absolute.
 fn config_with_inference(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let text = std::fs::read_to_string(format!("{root}/src/default_config.toml"))
-        .unwrap()
-        .replace("\"tests/", &format!("\"{root}/tests/"))
-        .replace("[inference]\n", &format!("[inference]\n{extra}\n"));
+    let text = replay_config_text().replace("[inference]\n", &format!("[inference]\n{extra}\n"));
     let path = dir.join("robot.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -266,17 +281,10 @@ fn replay_of_missing_or_non_hdf5_episodes_is_refused_before_anything_moves() {
             "corrupt_heap.h5: the HDF5 library crashed reading it",
         ),
     ] {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let text = std::fs::read_to_string(format!("{root}/src/default_config.toml"))
-            .unwrap()
-            .replace(
-                "\"tests/fixtures/tiny_model\"",
-                &format!("\"{root}/tests/fixtures/tiny_model\""),
-            )
-            .replace(
-                "\"tests/fixtures/episodes\"",
-                &format!("{:?}", episode.display().to_string()),
-            );
+        let text = replay_config_text().replace(
+            &format!("\"{}/episodes\"", fixtures().display()),
+            &format!("{:?}", episode.display().to_string()),
+        );
         let cfg = dir.path().join("replay.toml");
         std::fs::write(&cfg, text).unwrap();
         let t = std::time::Instant::now();

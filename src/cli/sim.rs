@@ -102,7 +102,22 @@ fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
     if let Some(m) = &a.model {
         config.model_dir = m.clone();
     }
+    if let Some(ms) = a.step_ms {
+        mvla::bounds::check_u64("model.step_ms", ms)
+            .map_err(|e| BadInput::msg(format!("--step-ms: {e}")))?;
+        config.step_override = Some(std::time::Duration::from_millis(ms));
+    }
+    if let Some(by_age) = a.chunk_by_age {
+        config.motor.chunk_by_age = by_age;
+    }
     let mut o = TrialsOptions::new(config);
+    o.channel_order_override = a.channel_order;
+    if let Some(ms) = a.history_step_ms {
+        // Same range as the step it replaces.
+        mvla::bounds::check_u64("model.step_ms", ms)
+            .map_err(|e| BadInput::msg(format!("--history-step-ms: {e}")))?;
+        o.history_step_override = Some(std::time::Duration::from_millis(ms));
+    }
     o.catalogue = catalogue(&a.scenario_file)?;
     o.scenario_glob = a.scenario.clone();
     o.trials = a.trials;

@@ -45,6 +45,8 @@ pub struct MotorConfig {
     pub offset_slew_per_s: f64,
     /// Blend time from the old chunk to a newer one.
     pub crossfade: Duration,
+    /// Execute the chunk step for the chunk's age (true) or always step 0.
+    pub chunk_by_age: bool,
 }
 
 impl MotorConfig {
@@ -161,11 +163,19 @@ impl MotorLoop {
 
     /// The chunk action for `now`, crossfaded from the previous chunk.
     fn chunk_action(&self, now: Timestamp) -> Option<([f32; 2], Duration)> {
+        let at = |c: &ActionChunk| {
+            let (_, a) = c.action_at(now)?;
+            Some(if self.cfg.chunk_by_age {
+                a
+            } else {
+                c.actions[0]
+            })
+        };
         let cur = self.current.as_ref()?;
-        let (_, a) = cur.action_at(now)?;
+        let a = at(cur)?;
         let since = now.saturating_since(self.switched_at);
         if since < self.cfg.crossfade {
-            if let Some((_, old)) = self.previous.as_ref().and_then(|p| p.action_at(now)) {
+            if let Some(old) = self.previous.as_ref().and_then(at) {
                 let w = (since.as_secs_f64() / self.cfg.crossfade.as_secs_f64()) as f32;
                 return Some((
                     [old[0] + (a[0] - old[0]) * w, old[1] + (a[1] - old[1]) * w],
@@ -576,5 +586,22 @@ mod tests {
         // An older chunk never replaces a newer one.
         m.on_event(chunk(10, &[[-1.0, 0.0]]), ms(150));
         assert_eq!(m.tick(ms(160), true, false).action, [0.0, 1.0]);
+    }
+
+    #[test]
+    fn chunk_steps_follow_the_chunk_age_unless_execution_by_age_is_off() {
+        let steps = [[1.0, 0.0], [0.0, 1.0], [0.0, -1.0]];
+        for (by_age, want) in [(true, steps), (false, [steps[0]; 3])] {
+            let mut c = cfg(DriveMode::Velocity, 0.0);
+            c.chunk_by_age = by_age;
+            c.max_action_age = Duration::from_secs(5);
+            let mut m = MotorLoop::new(c, Calibration::serbot());
+            m.on_event(chunk(0, &steps), ms(0));
+            // 0.8 s steps: 0.4 s is in step 0, 1.2 s in step 1, 2.0 s in step 2.
+            let got = [400, 1200, 2000].map(|t| m.tick(ms(t), true, false).action);
+            assert_eq!(got, want, "chunk_by_age {by_age}");
+            // Past the chunk's end both stop executing it.
+            assert_eq!(m.tick(ms(2500), true, false).action, [0.0, 0.0]);
+        }
     }
 }

@@ -130,6 +130,10 @@ pub struct ModelMeta {
     pub head_path: PathBuf,
     /// Short identifier: first 12 hex digits of sha256(backbone sha ‖ head sha).
     pub model_id: String,
+    /// History spacing when it differs from the step (None: one step, the
+    /// model's semantics). Only the sensitivity diagnostics set it, to show
+    /// what feeding camera-frame-spaced history costs; never from model.json.
+    pub history_step_override: Option<std::time::Duration>,
 }
 
 impl ModelMeta {
@@ -243,6 +247,7 @@ impl ModelMeta {
             head_path: dir.join(&raw.head.file),
             raw,
             model_id,
+            history_step_override: None,
         })
     }
 
@@ -284,6 +289,12 @@ impl ModelMeta {
 
     pub fn step(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.raw.step_ms)
+    }
+
+    /// Spacing of the history window's frames: one step unless a diagnostic
+    /// overrides it.
+    pub fn history_step(&self) -> std::time::Duration {
+        self.history_step_override.unwrap_or_else(|| self.step())
     }
 
     /// Channel order of the model's input tensor.

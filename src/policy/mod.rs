@@ -246,7 +246,7 @@ impl<P: Policy> PolicyRunner<P> {
     pub fn new(policy: P, history_capacity: usize) -> Self {
         let meta = policy.meta();
         let (dim, window) = (meta.feature_dim(), meta.raw.window);
-        let step = meta.step();
+        let step = meta.history_step();
         Self {
             history: History::new(dim, window, step, history_capacity.max(window)),
             feature: vec![0.0; dim],

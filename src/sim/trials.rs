@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::frame::ChannelOrder;
 use crate::policy::{ModelMeta, PolicyError};
 use crate::preprocess::Rotation;
 
@@ -59,6 +60,12 @@ pub struct TrialsOptions {
     pub layout: PixelLayout,
     /// The rotation the runtime applies; None = the model's camera_rotation_deg.
     pub rotation_override: Option<Rotation>,
+    /// The channel order the runtime feeds the model; None = the model's
+    /// (a deliberately wrong one is a sensitivity row).
+    pub channel_order_override: Option<ChannelOrder>,
+    /// History spacing; None = one policy step (a camera-frame spacing is
+    /// the sensitivity row for the 30-fps-history mistake).
+    pub history_step_override: Option<Duration>,
     /// Keep downscaled frames for videos (width); they reach `each`, not the result.
     pub keep_frames_width: Option<usize>,
     /// Return each record's trajectory too (it always reaches `each`).
@@ -84,6 +91,8 @@ impl TrialsOptions {
             height: 720,
             layout: PixelLayout::Bgr,
             rotation_override: None,
+            channel_order_override: None,
+            history_step_override: None,
             keep_frames_width: None,
             keep_trajectories: false,
         }
@@ -138,10 +147,14 @@ pub fn run_trials(
         if let Some(step) = o.config.step_override {
             meta.raw.step_ms = step.as_millis() as u64;
         }
+        meta.history_step_override = o.history_step_override;
         let rotation = o
             .rotation_override
             .unwrap_or_else(|| meta.camera_rotation());
-        let spec = meta.preprocess_spec(rotation);
+        let mut spec = meta.preprocess_spec(rotation);
+        if let Some(order) = o.channel_order_override {
+            spec.model_order = order;
+        }
         policy_name = meta.model_id.clone();
         let (s, _) = crate::run::build_stage(&o.config, meta, spec).map_err(model_err)?;
         stage = Some(s);

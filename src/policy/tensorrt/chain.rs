@@ -59,7 +59,7 @@ impl GpuChain {
 
     pub fn new(policy: TensorRtPolicy, spec: PreprocessSpec, ptx_cache: Option<PathBuf>) -> Self {
         let meta = policy.meta();
-        let slots = History::slots_only(meta.raw.window, meta.step(), policy.capacity());
+        let slots = History::slots_only(meta.raw.window, meta.history_step(), policy.capacity());
         Self {
             window_slots: vec![0; meta.raw.window],
             output: crate::policy::ChunkOutput::new(meta),
