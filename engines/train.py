@@ -549,6 +549,8 @@ def main(argv=None):
             loss, _, _ = batch_loss(model, batch, norm, args.window, args.chunk, args.nonfwd_weight, mirror, aux)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            # one clip over the model and the per-frame head together (the
+            # norm includes the head's gradients when --aux-frame-weight > 0)
             gnorm = float(torch.nn.utils.clip_grad_norm_([q for _, q in named if q.requires_grad], args.clip))
             opt.step()
             step += 1

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use crate::capture::v4l2::{PixelFormat, V4l2Config};
 use crate::preprocess::Rotation;
 
-/// `mvla run` without `--config`: replay the bundled episodes through the
-/// tiny fixture model; no hardware needed. Paths are relative to the
-/// repository root.
+/// `mvla run` without `--config`: the trained sim policy in a real-time
+/// closed loop with the simulator; no hardware needed. Paths are relative to
+/// the repository root.
 pub const DEFAULT_CONFIG: &str = include_str!("default_config.toml");
 
 #[derive(Debug, thiserror::Error)]

@@ -699,7 +699,11 @@ fn check_camera(config: &Config, frames: usize, service_running: bool) -> (Check
     const NAME: &str = "camera";
     let CaptureConfig::V4l2 { config: v4l2, .. } = &config.capture else {
         return (
-            Check::new(NAME, Status::Skip, "capture source is replay, not a camera"),
+            Check::new(
+                NAME,
+                Status::Skip,
+                "capture source is not a camera (replay or sim)",
+            ),
             Vec::new(),
         );
     };

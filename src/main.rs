@@ -22,8 +22,11 @@ mod exit {
     pub const PARTIAL: u8 = 3;
 }
 
-/// Built-in defaults (relative to the repository root): the tiny fixture
-/// model and the bundled episodes, so the commands run with no hardware.
+/// Built-in defaults of `eval`, `bench`, `preprocess` and `engine build`
+/// (relative to the repository root): the tiny fixture model and the bundled
+/// episodes it was checked on, so the commands run with no hardware. (`run`
+/// and `sim trials` take the model from the built-in config: the trained
+/// sim policy.)
 const DEFAULT_MODEL_DIR: &str = "tests/fixtures/tiny_model";
 const DEFAULT_EPISODES: &str = "tests/fixtures/episodes";
 
@@ -362,9 +365,10 @@ enum Command {
     },
     /// Run the controller: capture → preprocessing → policy → motor side.
     ///
-    /// Without --config it uses the built-in default: replay of the bundled
-    /// episodes through the tiny fixture model, no hardware needed. Stops on
-    /// SIGINT/SIGTERM, after --duration-s, or when a non-looping replay ends,
+    /// Without --config it uses the built-in default: the trained sim policy
+    /// (models/mobile_vla_sim) driving the simulated base in real time, no
+    /// hardware needed. Stops on SIGINT/SIGTERM, after --duration-s, on the
+    /// sim judge's verdict, or when a non-looping replay ends,
     /// then prints a summary (frames, inferences, stage latencies, chunk age).
     Run {
         /// TOML configuration (see README); default: built-in hardware-free config.

@@ -24,9 +24,11 @@ fn replay_run() -> Command {
 /// The replay config as text with absolute paths (model and episodes).
 fn replay_config_text() -> String {
     let fixtures = fixtures().display().to_string();
-    std::fs::read_to_string(fixtures.clone() + "/replay.toml")
-        .unwrap()
-        .replace("\"tiny_model\"", &format!("\"{fixtures}/tiny_model\""))
+    let text = std::fs::read_to_string(fixtures.clone() + "/replay.toml").unwrap();
+    for pattern in ["\"tiny_model\"", "[\"episodes\"]"] {
+        assert!(text.contains(pattern), "replay.toml lost {pattern}");
+    }
+    text.replace("\"tiny_model\"", &format!("\"{fixtures}/tiny_model\""))
         .replace("[\"episodes\"]", &format!("[\"{fixtures}/episodes\"]"))
 }
 

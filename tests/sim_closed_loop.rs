@@ -157,8 +157,15 @@ fn mvla() -> Command {
 
 /// A sim run config for the binary (temporary file, absolute model path).
 fn sim_config(dir: &std::path::Path, scenario: &str, seed: u64, policy: &str) -> PathBuf {
-    let text = std::fs::read_to_string(repo("src/default_config.toml"))
-        .unwrap()
+    let text = std::fs::read_to_string(repo("src/default_config.toml")).unwrap();
+    for pattern in [
+        "dir = \"models/mobile_vla_sim\"",
+        "scenario = \"1box_hori_left_core_medium\"",
+        "seed = 1000 ",
+    ] {
+        assert!(text.contains(pattern), "default_config.toml lost {pattern}");
+    }
+    let text = text
         .replace(
             "dir = \"models/mobile_vla_sim\"",
             &format!(
@@ -218,11 +225,11 @@ fn realtime_run_of_the_robots_process_ends_with_the_judges_verdict() {
 #[test]
 fn the_default_run_drives_the_trained_policy_round_the_box_to_the_judges_verdict() {
     // `mvla run` with no config: the trained sim policy, real time, the
-    // robot's threads and SLCAN link; a held-out world the model passes in
-    // lock-step (README "The trained sim policy"). Real time is not
-    // deterministic, so the verdict is checked for being one, and the base
-    // for having driven towards the bottle; success is asserted in lock-step
-    // on the same world.
+    // robot's threads and SLCAN link, on a held-out world the model passes
+    // in lock-step (README "The trained sim policy"). Real time is not
+    // deterministic and outcomes can flip between CPUs, so this asserts the
+    // run's shape and that the base drove most of the way to the bottle
+    // (which stands ~1.8 m ahead); the success floor is tests/trained_policy.rs.
     let out = mvla().args(["run", "--json"]).output().unwrap();
     assert!(
         out.status.success(),
@@ -239,14 +246,8 @@ fn the_default_run_drives_the_trained_policy_round_the_box_to_the_judges_verdict
     );
     assert!(s["stop_reason"].as_str().unwrap().starts_with("sim judge:"));
     assert!(sim["path_length_m"].as_f64().unwrap() > 0.5, "{sim}");
+    assert!(sim["min_goal_distance_m"].as_f64().unwrap() < 0.9, "{sim}");
     assert_eq!(s["motor"]["link"]["final_stop_sent"], true);
-    let mut o = TrialsOptions::new(Config::builtin_default());
-    o.config.model_dir = repo("models/mobile_vla_sim");
-    o.scenario_glob = "1box_hori_left_core_medium".into();
-    o.seed = 1000;
-    o.latency = Latency::Fixed(Duration::from_millis(25));
-    let l = run_trials(&o, |_| {}).unwrap();
-    assert_eq!(l[0].outcome, Outcome::Success, "{}", l[0].reason);
 }
 
 #[test]

@@ -125,10 +125,11 @@ fn console_command(dir: &Path, exit_file: &Path) -> String {
 fn console_command_with(dir: &Path, exit_file: &Path, extra: &str) -> String {
     format!(
         "cd {} && {} trial --scenario 1box_hori_left_core_medium,1box_hori_right_core_medium \
-         --repetitions 1 --seed 3 --record {} --operator tester {extra}; echo $? > {}",
+         --repetitions 1 --seed 3 --record {} --operator tester --config {} {extra}; echo $? > {}",
         env!("CARGO_MANIFEST_DIR"),
         mvla_bin().display(),
         dir.display(),
+        fixtures().join("replay.toml").display(),
         exit_file.display()
     )
 }
