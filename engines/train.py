@@ -496,14 +496,25 @@ def main(argv=None):
         mult = args.head_lr_mult if n.startswith("act_head.") else 1.0
         groups.setdefault((wd, mult), []).append(prm)
     opt = torch.optim.AdamW([{"params": v, "weight_decay": wd, "lr_mult": mult} for (wd, mult), v in groups.items()], lr=args.lr)
-    # Every (episode, window start) pair; with --windows-per-step a step takes
-    # that many at random across the whole set, each as a one-window slice
-    # (rows s .. s+window+chunk-1: window_starts of the slice is [0]).
-    all_windows = [(i, s0) for i, e in enumerate(train_eps) for s0 in window_starts(len(e["actions"]), args.window, args.chunk)]
+    # What an epoch shuffles and a step takes: with --windows-per-step, every
+    # (episode, window start) pair, each as a one-window slice (rows
+    # s .. s+window+chunk-1: window_starts of the slice is [0]); otherwise
+    # whole episodes.
+    span = args.window + args.chunk
     if args.windows_per_step > 0:
-        steps_per_epoch = math.ceil(len(all_windows) / args.windows_per_step)
+        all_windows = [(i, s0) for i, e in enumerate(train_eps) for s0 in window_starts(len(e["actions"]), args.window, args.chunk)]
+        n_units, per_step = len(all_windows), args.windows_per_step
+
+        def take(k):
+            i, s0 = all_windows[k]
+            e = train_eps[i]
+            return {"images": e["images"][s0 : s0 + span], "actions": e["actions"][s0 : s0 + span]}
     else:
-        steps_per_epoch = math.ceil(len(train_eps) / args.episodes_per_step)
+        n_units, per_step = len(train_eps), args.episodes_per_step
+
+        def take(k):
+            return train_eps[k]
+    steps_per_epoch = math.ceil(n_units / per_step)
     total = steps_per_epoch * args.epochs
 
     def lr_at(step):
@@ -519,28 +530,14 @@ def main(argv=None):
     stop = False
     val_every = args.val_every or steps_per_epoch
     run_loss = None
-    span = args.window + args.chunk
-
-    def one_window(i, s0):
-        e = train_eps[i]
-        return {"images": e["images"][s0 : s0 + span], "actions": e["actions"][s0 : s0 + span]}
-
     for epoch in range(args.epochs):
-        if args.windows_per_step > 0:
-            order = list(range(len(all_windows)))
-            per_step = args.windows_per_step
-        else:
-            order = list(range(len(train_eps)))
-            per_step = args.episodes_per_step
+        order = list(range(n_units))
         rng.shuffle(order)
         for b in range(steps_per_epoch):
             idx = order[b * per_step : (b + 1) * per_step]
             if not idx:
                 continue
-            if args.windows_per_step > 0:
-                batch = [one_window(*all_windows[k]) for k in idx]
-            else:
-                batch = [train_eps[i] for i in idx]
+            batch = [take(k) for k in idx]
             for g in opt.param_groups:
                 g["lr"] = lr_at(step) * g["lr_mult"]
             # drawn only when asked, so runs without --mirror keep their shuffle order

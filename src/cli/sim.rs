@@ -94,6 +94,14 @@ pub fn run(action: SimCommand) -> Result<u8> {
     }
 }
 
+/// A step-length flag (ms), range-checked like `model.step_ms`, the key it
+/// stands in for; the error names the flag.
+fn step_flag(flag: &str, ms: u64) -> Result<std::time::Duration> {
+    mvla::bounds::check_u64("model.step_ms", ms)
+        .map_err(|e| BadInput::msg(format!("{flag}: {e}")))?;
+    Ok(std::time::Duration::from_millis(ms))
+}
+
 fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
     let mut config = match &a.config {
         Some(path) => mvla::config::Config::load(path).map_err(BadInput::of)?,
@@ -103,9 +111,7 @@ fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
         config.model_dir = m.clone();
     }
     if let Some(ms) = a.step_ms {
-        mvla::bounds::check_u64("model.step_ms", ms)
-            .map_err(|e| BadInput::msg(format!("--step-ms: {e}")))?;
-        config.step_override = Some(std::time::Duration::from_millis(ms));
+        config.step_override = Some(step_flag("--step-ms", ms)?);
     }
     if let Some(by_age) = a.chunk_by_age {
         config.motor.chunk_by_age = by_age;
@@ -113,10 +119,7 @@ fn trials_cmd(a: SimTrialsArgs) -> Result<u8> {
     let mut o = TrialsOptions::new(config);
     o.channel_order_override = a.channel_order;
     if let Some(ms) = a.history_step_ms {
-        // Same range as the step it replaces.
-        mvla::bounds::check_u64("model.step_ms", ms)
-            .map_err(|e| BadInput::msg(format!("--history-step-ms: {e}")))?;
-        o.history_step_override = Some(std::time::Duration::from_millis(ms));
+        o.history_step_override = Some(step_flag("--history-step-ms", ms)?);
     }
     o.catalogue = catalogue(&a.scenario_file)?;
     o.scenario_glob = a.scenario.clone();
