@@ -246,6 +246,16 @@ enum SimCommand {
         /// the expert's (DART-style noise; the expert's key stays the label).
         #[arg(long, default_value_t = 0.0)]
         perturb: f64,
+        /// Human-gated DAgger: this model drives (lock-step, camera 10 fps,
+        /// latency 60 ms), the expert labels every row and takes over while
+        /// the clearance is under --dagger-gate-m; failures are kept.
+        #[arg(long)]
+        dagger_model: Option<PathBuf>,
+        /// The clearance (m) under which the expert drives (with --dagger-model).
+        /// 0.08: at 0.04 one smoke episode in six still clipped the box before
+        /// the expert's first pulse landed; at 0.08 none of eight did.
+        #[arg(long, default_value_t = 0.08)]
+        dagger_gate_m: f64,
     },
 }
 

@@ -11,9 +11,9 @@ use mvla::action::{ActionChunk, InferenceEvent, StageTimings};
 use mvla::clock::Timestamp;
 use mvla::config::Config;
 use mvla::sim::judge::{FailureCode, Outcome};
-use mvla::sim::lockstep::{run_trial, Driver, Latency, LockstepSettings, TrialRecord};
+use mvla::sim::lockstep::{run_trial, DemoSink, Driver, Latency, LockstepSettings, TrialRecord};
 use mvla::sim::render::PixelLayout;
-use mvla::sim::trials::{run_trials, PolicyChoice, TrialsOptions};
+use mvla::sim::trials::{policy_stage, run_trials, PolicyChoice, TrialsOptions};
 use mvla::sim::world::{Catalogue, Pose};
 
 fn repo(p: &str) -> PathBuf {
@@ -368,6 +368,130 @@ fn expert_demonstrations_are_episodes_in_the_training_format() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A demonstration sink that keeps each row's label and event type.
+struct Rows(Vec<([f32; 3], String)>);
+
+impl DemoSink for Rows {
+    fn row(
+        &mut self,
+        upright_bgr: &[u8],
+        width: usize,
+        height: usize,
+        action: [f32; 3],
+        event: &str,
+        _t_s: f64,
+    ) -> Result<(), String> {
+        assert_eq!(upright_bgr.len(), width * height * 3);
+        self.0.push((action, event.to_string()));
+        Ok(())
+    }
+}
+
+#[test]
+fn dagger_the_policy_drives_the_expert_labels_and_takes_over_under_the_gate() {
+    let scenario = "1box_hori_left_core_medium";
+    let world = Catalogue::builtin().world(scenario, 11).unwrap();
+    let mut trained = Config::builtin_default();
+    trained.model_dir = repo("models/mobile_vla_sim");
+    let s = settings(&trained);
+    // Gate 0: the expert never drives; the base moves exactly as under the policy alone.
+    let (mut stage, id) = policy_stage(&trained, None, None, None).unwrap();
+    let alone = run_trial(&world, 11, Driver::Model(&mut stage), &id, &s);
+    let (mut stage, _) = policy_stage(&trained, None, None, None).unwrap();
+    let mut rows = Rows(Vec::new());
+    let gated = run_trial(
+        &world,
+        11,
+        Driver::Dagger {
+            stage: &mut stage,
+            sink: &mut rows,
+            rows: 14,
+            gate_m: 0.0,
+        },
+        &id,
+        &s,
+    );
+    let n = alone.trajectory.len().min(gated.trajectory.len());
+    assert!(n > 100, "{n} samples");
+    let json = |t: &[mvla::sim::lockstep::TrajectoryPoint]| serde_json::to_string(t).unwrap();
+    assert_eq!(json(&alone.trajectory[..n]), json(&gated.trajectory[..n]));
+    let moved = alone.trajectory[n - 1].x - alone.trajectory[0].x;
+    assert!(moved > 0.3, "the trained policy drove {moved:.2} m forward");
+    // The rows: episode_start, then the expert's keys (a left scenario: left early on).
+    assert!(rows.0.len() >= 5, "{} rows", rows.0.len());
+    assert_eq!(rows.0[0], ([0.0; 3], "episode_start".to_string()));
+    for (a, e) in &rows.0[1..] {
+        assert!(e == "start_action" || e == "stop_action", "{e}");
+        assert!(a.iter().all(|v| [0.0, 1.15, -1.15].contains(v)), "{a:?}");
+    }
+    assert!(rows.0[1..5].iter().any(|(a, _)| a[1] > 0.0), "{:?}", rows.0);
+    // Gate 1 m: the expert drives throughout, so even the random-weight
+    // fixture, which never gets there alone, reaches the goal.
+    let mut tiny = Config::builtin_default();
+    tiny.model_dir = repo("tests/fixtures/tiny_model");
+    let (mut stage, id) = policy_stage(&tiny, None, None, None).unwrap();
+    let alone = run_trial(&world, 11, Driver::Model(&mut stage), &id, &s);
+    assert_eq!(alone.outcome, Outcome::Failure, "{}", alone.reason);
+    let (mut stage, _) = policy_stage(&tiny, None, None, None).unwrap();
+    let mut rows = Rows(Vec::new());
+    let taken_over = run_trial(
+        &world,
+        11,
+        Driver::Dagger {
+            stage: &mut stage,
+            sink: &mut rows,
+            rows: 18,
+            gate_m: 1.0,
+        },
+        &id,
+        &s,
+    );
+    assert_eq!(
+        taken_over.outcome,
+        Outcome::Success,
+        "{}",
+        taken_over.reason
+    );
+    assert_eq!(rows.0.len(), 18);
+    assert!(taken_over.inferences > 10, "the policy still ran");
+}
+
+#[test]
+fn dagger_collection_refuses_bad_arguments_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for (args, want) in [
+        (vec!["--dagger-gate-m", "2"], "--dagger-gate-m 2"),
+        (vec!["--dagger-gate-m", "NaN"], "--dagger-gate-m NaN"),
+        (vec!["--frames", "12"], "at least 13 rows"),
+    ] {
+        let o = mvla()
+            .args(["sim", "collect", "--scenario", "1box_hori_left_core_close"])
+            .arg("--dagger-model")
+            .arg(repo("tests/fixtures/tiny_model"))
+            .args(&args)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?}: nothing is written");
+    }
+    let o = mvla()
+        .args(["sim", "collect", "--dagger-model"])
+        .arg(dir.path().join("no_model"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("no_model"), "{err}");
+    assert!(!out.exists());
 }
 
 #[test]

@@ -50,6 +50,8 @@ pub fn run(action: SimCommand) -> Result<u8> {
             height,
             scenario_file,
             perturb,
+            dagger_model,
+            dagger_gate_m,
         } => {
             let c = catalogue(&scenario_file)?;
             let config = mvla::config::Config::builtin_default();
@@ -65,28 +67,44 @@ pub fn run(action: SimCommand) -> Result<u8> {
                 motor: config.motor,
                 calib: config.calib,
                 perturb,
+                dagger: dagger_model.map(|dir| {
+                    let mut config = mvla::config::Config::builtin_default();
+                    config.model_dir = dir;
+                    mvla::sim::collect::DaggerOptions {
+                        config,
+                        gate_m: dagger_gate_m,
+                    }
+                }),
             };
+            let dagger = opts.dagger.is_some();
             let summary = mvla::sim::collect::collect(&opts, |e| {
                 // `let _ =`: a closed stdout (`| head`) must not stop the collection.
                 let _ = writeln!(
                     std::io::stdout(),
-                    "{} {}: {} rows, expert {}",
+                    "{} {}: {} rows, {} {}",
                     if e.kept { "wrote" } else { "discarded" },
                     e.path.display(),
                     e.rows,
+                    if dagger { "policy" } else { "expert" },
                     e.verdict
                 );
             })
             .map_err(|e| match e {
                 mvla::sim::collect::CollectError::Scenario(_)
-                | mvla::sim::collect::CollectError::Invalid(_) => BadInput::of(e).into(),
+                | mvla::sim::collect::CollectError::Invalid(_)
+                | mvla::sim::collect::CollectError::Policy(_) => BadInput::of(e).into(),
                 other => anyhow::Error::from(other),
             })?;
             let _ = writeln!(
                 std::io::stdout(),
-                "collected {} episodes ({} discarded: the expert failed) into {}",
+                "collected {} episodes ({} discarded: {}) into {}",
                 summary.written,
                 summary.discarded,
+                if dagger {
+                    "short, or a collision the expert did not prevent"
+                } else {
+                    "the expert failed"
+                },
                 opts.out.display()
             );
             Ok(if summary.written > 0 { 0 } else { 1 })

@@ -35,6 +35,8 @@ pub enum CollectError {
     },
     #[error(transparent)]
     Write(#[from] WriteError),
+    #[error(transparent)]
+    Policy(#[from] super::trials::TrialsError),
 }
 
 #[derive(Debug, Clone)]
@@ -52,7 +54,22 @@ pub struct CollectOptions {
     pub calib: Calibration,
     /// Probability of executing a random key instead of the expert's (the label stays the expert's).
     pub perturb: f64,
+    /// DAgger: this config's model drives, the expert labels (and takes over below the gate).
+    pub dagger: Option<DaggerOptions>,
 }
+
+/// Human-gated DAgger collection ([`Driver::Dagger`]): the policy of
+/// `config` drives in lock-step at the trials' defaults (camera 10 fps,
+/// inference latency 60 ms); the expert labels every row and drives while
+/// the clearance is under `gate_m`.
+#[derive(Debug, Clone)]
+pub struct DaggerOptions {
+    pub config: crate::config::Config,
+    pub gate_m: f64,
+}
+
+/// Fewest rows a DAgger episode keeps: one training window (8) plus a chunk (5).
+pub const DAGGER_MIN_ROWS: usize = 13;
 
 #[derive(Debug, Clone)]
 pub struct CollectedEpisode {
@@ -125,19 +142,48 @@ pub fn collect(
             o.perturb
         )));
     }
+    if let Some(d) = &o.dagger {
+        if !(d.gate_m.is_finite() && (0.0..=1.0).contains(&d.gate_m)) {
+            return Err(CollectError::Invalid(format!(
+                "--dagger-gate-m {} (0..=1)",
+                d.gate_m
+            )));
+        }
+        if o.frames < DAGGER_MIN_ROWS {
+            return Err(CollectError::Invalid(format!(
+                "--frames {}: a DAgger episode needs at least {DAGGER_MIN_ROWS} rows",
+                o.frames
+            )));
+        }
+    }
     let names = o.catalogue.matching(&o.scenario_glob)?;
+    let mut stage = match &o.dagger {
+        Some(d) => Some(super::trials::policy_stage(&d.config, None, None, None)?),
+        None => None,
+    };
     std::fs::create_dir_all(&o.out).map_err(|source| CollectError::Io {
         path: o.out.display().to_string(),
         source,
     })?;
+    let dagger = o.dagger.is_some();
     let settings = LockstepSettings {
-        motor: o.motor,
-        calib: o.calib.clone(),
-        camera_fps: 30.0,
+        motor: match &o.dagger {
+            Some(d) => d.config.motor,
+            None => o.motor,
+        },
+        calib: match &o.dagger {
+            Some(d) => d.config.calib.clone(),
+            None => o.calib.clone(),
+        },
+        camera_fps: if dagger { 10.0 } else { 30.0 },
         width: o.width,
         height: o.height,
         layout: PixelLayout::Bgr,
-        latency: Latency::Fixed(std::time::Duration::ZERO),
+        latency: Latency::Fixed(std::time::Duration::from_millis(if dagger {
+            60
+        } else {
+            0
+        })),
         keep_frames_width: None,
         two_core_render: true,
         expert_perturb: o.perturb,
@@ -189,7 +235,10 @@ pub fn collect(
                 collection_datetime: iso,
                 collection_hour: hour,
                 collection_minute: minute,
-                model_id: format!("sim_expert seed {seed}"),
+                model_id: match &stage {
+                    Some((_, id)) => format!("sim_dagger {id} seed {seed}"),
+                    None => format!("sim_expert seed {seed}"),
+                },
             };
             let mut writer =
                 EpisodeWriter::create(&partial, o.width, o.height, ChannelOrder::Bgr, &header)?;
@@ -197,16 +246,30 @@ pub fn collect(
                 let mut sink = WriterSink {
                     writer: &mut writer,
                 };
-                run_trial(
-                    &world,
-                    seed,
-                    Driver::Demonstration {
-                        sink: &mut sink,
-                        rows: o.frames,
-                    },
-                    "expert",
-                    &settings,
-                )
+                match (stage.as_mut(), &o.dagger) {
+                    (Some((stage, id)), Some(d)) => run_trial(
+                        &world,
+                        seed,
+                        Driver::Dagger {
+                            stage,
+                            sink: &mut sink,
+                            rows: o.frames,
+                            gate_m: d.gate_m,
+                        },
+                        id,
+                        &settings,
+                    ),
+                    _ => run_trial(
+                        &world,
+                        seed,
+                        Driver::Demonstration {
+                            sink: &mut sink,
+                            rows: o.frames,
+                        },
+                        "expert",
+                        &settings,
+                    ),
+                }
             };
             let rows = writer.rows();
             drop(writer);
@@ -220,8 +283,14 @@ pub fn collect(
             // Kept unless the expert failed (collision, drift, wrong side, stop):
             // a demonstration that ran out of rows short of the goal is kept and said so.
             use super::judge::FailureCode;
-            let kept = rows == o.frames
-                && !matches!(
+            // DAgger keeps the policy's failures (their labels are the point),
+            // except a collision the expert did not prevent, if they hold a window.
+            let kept = if dagger {
+                rows >= DAGGER_MIN_ROWS && record.failure_code != Some(FailureCode::Collision)
+            } else {
+                rows == o.frames
+            } && (dagger
+                || !matches!(
                     record.failure_code,
                     Some(
                         FailureCode::Collision
@@ -229,7 +298,7 @@ pub fn collect(
                             | FailureCode::WrongDir
                             | FailureCode::EarlyStop
                     )
-                );
+                ));
             if !kept {
                 let _ = std::fs::remove_file(&partial);
                 summary.discarded += 1;

@@ -84,6 +84,12 @@ impl Expert {
         Duration::from_secs_f64(self.rng.uniform(PRESS_INTERVAL_MS.0, PRESS_INTERVAL_MS.1) / 1e3)
     }
 
+    /// Free distance between the robot's footprint at `pose` and the nearest
+    /// obstacle, the goal or a wall (what the expert keeps its route clear of).
+    pub fn clearance_at(&self, pose: Pose) -> f64 {
+        clearance(&self.world, pose.x, pose.y)
+    }
+
     /// The key to press at `pose`.
     pub fn choose(&mut self, pose: Pose) -> Press {
         let w = &self.world;

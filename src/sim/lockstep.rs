@@ -80,6 +80,37 @@ pub enum Driver<'a> {
         sink: &'a mut dyn DemoSink,
         rows: usize,
     },
+    /// Human-gated DAgger: the policy drives through the inference stage
+    /// and the expert labels, recording rows like [`Driver::Demonstration`]
+    /// (a frame [`CAPTURE_DELAY`] after each of the expert's key times, the
+    /// expert's key at that pose as the label). When the robot's clearance
+    /// falls below `gate_m` the expert takes over with its key pulses (the
+    /// policy's chunks are dropped) until a key time finds it clear again;
+    /// the labels stay the expert's throughout.
+    Dagger {
+        stage: &'a mut InferenceStage,
+        sink: &'a mut dyn DemoSink,
+        rows: usize,
+        gate_m: f64,
+    },
+}
+
+impl Driver<'_> {
+    fn stage(&mut self) -> Option<&mut InferenceStage> {
+        match self {
+            Driver::Model(s) | Driver::Dagger { stage: s, .. } => Some(&mut **s),
+            _ => None,
+        }
+    }
+    fn sink(&mut self) -> Option<&mut dyn DemoSink> {
+        match self {
+            Driver::Demonstration { sink, .. } | Driver::Dagger { sink, .. } => Some(&mut **sink),
+            _ => None,
+        }
+    }
+    fn records_rows(&self) -> bool {
+        matches!(self, Driver::Demonstration { .. } | Driver::Dagger { .. })
+    }
 }
 
 /// The team's collector takes the image just after the move command started
@@ -276,7 +307,7 @@ pub fn run_trial(
         protocol.command(cmd.as_bytes());
     }
     let mut renderer = match driver {
-        Driver::Model(_) | Driver::Demonstration { .. } => {
+        Driver::Model(_) | Driver::Demonstration { .. } | Driver::Dagger { .. } => {
             Some(Renderer::new(s.width, s.height, &world.camera))
         }
         // No camera in the loop; one only to film the trial for `--video`.
@@ -287,13 +318,21 @@ pub fn run_trial(
     // The second core renders half of each frame (lock-step is otherwise single-threaded).
     let mut helper = renderer.clone().filter(|_| s.two_core_render);
     let mut expert = match driver {
-        Driver::Expert | Driver::Demonstration { .. } => Some(Expert::new(world, seed)),
+        Driver::Expert | Driver::Demonstration { .. } | Driver::Dagger { .. } => {
+            Some(Expert::new(world, seed))
+        }
         Driver::Model(_) | Driver::Scripted(_) => None,
     };
     let rows_wanted = match &driver {
-        Driver::Demonstration { rows, .. } => *rows,
+        Driver::Demonstration { rows, .. } | Driver::Dagger { rows, .. } => *rows,
         _ => 0,
     };
+    // DAgger: the expert drives (policy chunks dropped) while now < this.
+    let gate_m = match &driver {
+        Driver::Dagger { gate_m, .. } => Some(*gate_m),
+        _ => None,
+    };
+    let mut expert_until = START;
     let mut demo_rows = 0usize;
     let mut demo_error: Option<String> = None;
     // Demonstration frames to take: (time, action, event type).
@@ -318,7 +357,8 @@ pub fn run_trial(
     let mut frame_seq = 0u64;
     let mut pending: Option<PendingFrame> = None;
     let mut busy_until = START;
-    let mut mailbox: VecDeque<(Timestamp, InferenceEvent)> = VecDeque::new();
+    // Events on their way to the motor loop: (delivery time, event, from the expert).
+    let mut mailbox: VecDeque<(Timestamp, InferenceEvent, bool)> = VecDeque::new();
     let mut record = TrialRecord {
         scenario: world.scenario.clone(),
         seed,
@@ -361,7 +401,7 @@ pub fn run_trial(
                  p: PendingFrame,
                  pick: Timestamp,
                  record: &mut TrialRecord,
-                 mailbox: &mut VecDeque<(Timestamp, InferenceEvent)>,
+                 mailbox: &mut VecDeque<(Timestamp, InferenceEvent, bool)>,
                  latencies: &mut Vec<Duration>|
      -> Timestamp {
         let noise_seed = seed ^ p.seq.wrapping_mul(0x9E37_79B9);
@@ -397,7 +437,7 @@ pub fn run_trial(
                 *at = done;
             }
         }
-        mailbox.push_back((done, processed.event));
+        mailbox.push_back((done, processed.event, false));
         done
     };
     let mut perturb_rng = SimRng::new(seed).fork(0x4441_5254); // "DART"
@@ -405,6 +445,15 @@ pub fn run_trial(
     let verdict: Verdict = loop {
         // The expert presses a key: a pulse chunk, straight to the motor loop.
         if let Some(e) = expert.as_mut() {
+            // DAgger's gate: too close to something mid-interval, the expert takes over now.
+            if let Some(g) = gate_m {
+                if now >= expert_until && now < next_press && e.clearance_at(base.pose()) < g {
+                    expert_seq += 1;
+                    let event = press_event(e.choose(base.pose()), now, expert_seq);
+                    mailbox.push_back((now, event, true));
+                    expert_until = next_press;
+                }
+            }
             if now >= next_press {
                 let press = e.choose(base.pose());
                 let a = press.action();
@@ -419,19 +468,30 @@ pub fn run_trial(
                     }
                     other => other,
                 };
-                let event = press_event(executed, now, expert_seq);
-                mailbox.push_back((now, event));
-                next_press = now.plus(e.next_interval());
+                let interval = e.next_interval();
+                let drives = match gate_m {
+                    None => true,
+                    // DAgger: the expert drives this interval only if not clear.
+                    Some(g) => e.clearance_at(base.pose()) < g,
+                };
+                if drives {
+                    let event = press_event(executed, now, expert_seq);
+                    mailbox.push_back((now, event, true));
+                    if gate_m.is_some() {
+                        expert_until = now.plus(interval);
+                    }
+                }
+                next_press = now.plus(interval);
                 demo_due.push_back((now.plus(CAPTURE_DELAY), a, press.event_type()));
             }
         }
         if let Driver::Scripted(script) = &mut driver {
             if let Some(event) = script(now, base.pose()) {
-                mailbox.push_back((now, event));
+                mailbox.push_back((now, event, false));
             }
         }
         // A frame waiting for the stage, which is free now.
-        if let (Driver::Model(stage), Some(r)) = (&mut driver, renderer.as_mut()) {
+        if let (Some(stage), Some(r)) = (driver.stage(), renderer.as_mut()) {
             if busy_until <= now {
                 if let Some(p) = pending.take() {
                     let pick = busy_until.max(p.at);
@@ -451,11 +511,17 @@ pub fn run_trial(
         }
         // Newest delivered event wins.
         let mut newest = None;
-        while mailbox.front().is_some_and(|(at, _)| *at <= now) {
+        while mailbox.front().is_some_and(|(at, ..)| *at <= now) {
+            let Some((_, e, from_expert)) = mailbox.pop_front() else {
+                break;
+            };
+            if gate_m.is_some() && !from_expert && now < expert_until {
+                continue; // DAgger: the expert is driving; the policy's chunk is not executed
+            }
             if newest.is_some() {
                 record.chunks_superseded += 1;
             }
-            newest = mailbox.pop_front().map(|(_, e)| e);
+            newest = Some(e);
         }
         if let Some(event) = newest {
             if let InferenceEvent::Chunk(c) = &event {
@@ -479,7 +545,7 @@ pub fn run_trial(
         }
         // Move the world through this tick, capturing frames on the way.
         let next = now.plus(period);
-        if let (Driver::Demonstration { sink, .. }, Some(r)) = (&mut driver, renderer.as_mut()) {
+        if let (true, Some(r)) = (driver.records_rows(), renderer.as_mut()) {
             while demo_due.front().is_some_and(|(t, ..)| *t < next) && demo_rows < rows_wanted {
                 let (t, action, event) = demo_due.pop_front().expect("checked");
                 base.advance_to(t);
@@ -492,8 +558,10 @@ pub fn run_trial(
                 );
                 upright_bgr(&frame.data, world.camera.upside_down, &mut upright);
                 let t_s = t.saturating_since(START).as_secs_f64();
-                if let Err(e) = sink.row(&upright, s.width, s.height, action, event, t_s) {
-                    demo_error.get_or_insert(e);
+                if let Some(sink) = driver.sink() {
+                    if let Err(e) = sink.row(&upright, s.width, s.height, action, event, t_s) {
+                        demo_error.get_or_insert(e);
+                    }
                 }
                 demo_rows += 1;
             }
@@ -501,7 +569,7 @@ pub fn run_trial(
         while next_camera < next {
             base.advance_to(next_camera);
             let mut filmed = false;
-            if let (Driver::Model(stage), Some(r)) = (&mut driver, renderer.as_mut()) {
+            if let (Some(stage), Some(r)) = (driver.stage(), renderer.as_mut()) {
                 frame_seq += 1;
                 record.frames += 1;
                 let p = PendingFrame {
@@ -526,7 +594,7 @@ pub fn run_trial(
                     pending = Some(p); // newest wins: an unread frame is replaced
                 }
             } else if let (Some(r), Some(_)) = (renderer.as_mut(), s.keep_frames_width) {
-                if !matches!(driver, Driver::Demonstration { .. }) {
+                if !driver.records_rows() {
                     // Filming a camera-less driver: what the camera would have seen.
                     r.render(world, base.pose(), seed, PixelLayout::Bgr, &mut frame.data);
                     frame.format = InputFormat::Packed3;

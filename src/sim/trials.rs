@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::frame::ChannelOrder;
+use crate::pipeline::InferenceStage;
 use crate::policy::{ModelMeta, PolicyError};
 use crate::preprocess::Rotation;
 
@@ -135,28 +136,16 @@ pub fn run_trials(
         two_core_render: true,
         expert_perturb: 0.0,
     };
-    let model_err = |source| TrialsError::Model {
-        path: o.config.model_dir.display().to_string(),
-        source,
-    };
     let mut stage = None;
     let mut policy_name = "expert".to_string();
     if o.policy == PolicyChoice::Model {
-        let mut meta = ModelMeta::load(&o.config.model_dir).map_err(|e| model_err(e.into()))?;
-        meta.verify_files().map_err(|e| model_err(e.into()))?;
-        if let Some(step) = o.config.step_override {
-            meta.raw.step_ms = step.as_millis() as u64;
-        }
-        meta.history_step_override = o.history_step_override;
-        let rotation = o
-            .rotation_override
-            .unwrap_or_else(|| meta.camera_rotation());
-        let mut spec = meta.preprocess_spec(rotation);
-        if let Some(order) = o.channel_order_override {
-            spec.model_order = order;
-        }
-        policy_name = meta.model_id.clone();
-        let (s, _) = crate::run::build_stage(&o.config, meta, spec).map_err(model_err)?;
+        let (s, id) = policy_stage(
+            &o.config,
+            o.rotation_override,
+            o.channel_order_override,
+            o.history_step_override,
+        )?;
+        policy_name = id;
         stage = Some(s);
     }
     let mut out = Vec::new();
@@ -180,6 +169,34 @@ pub fn run_trials(
         }
     }
     Ok(out)
+}
+
+/// The runtime's inference stage on `config`'s model (with the trials'
+/// overrides) and the model's id.
+pub fn policy_stage(
+    config: &Config,
+    rotation_override: Option<Rotation>,
+    channel_order_override: Option<ChannelOrder>,
+    history_step_override: Option<Duration>,
+) -> Result<(InferenceStage, String), TrialsError> {
+    let model_err = |source| TrialsError::Model {
+        path: config.model_dir.display().to_string(),
+        source,
+    };
+    let mut meta = ModelMeta::load(&config.model_dir).map_err(|e| model_err(e.into()))?;
+    meta.verify_files().map_err(|e| model_err(e.into()))?;
+    if let Some(step) = config.step_override {
+        meta.raw.step_ms = step.as_millis() as u64;
+    }
+    meta.history_step_override = history_step_override;
+    let rotation = rotation_override.unwrap_or_else(|| meta.camera_rotation());
+    let mut spec = meta.preprocess_spec(rotation);
+    if let Some(order) = channel_order_override {
+        spec.model_order = order;
+    }
+    let id = meta.model_id.clone();
+    let (s, _) = crate::run::build_stage(config, meta, spec).map_err(model_err)?;
+    Ok((s, id))
 }
 
 pub use crate::trial::stats::{band, wilson_interval};
