@@ -419,6 +419,7 @@ def main(argv=None):
     p.add_argument("--aux-frame-weight", type=float, default=0.0, help="training-only per-frame head (MLP on each frame's feature -> that row's action) with this loss weight; not exported (0: off)")
     p.add_argument("--head-lr-mult", type=float, default=1.0, help="head (LSTM + MLP) learning rate = lr x this")
     p.add_argument("--freeze-backbone", action="store_true", help="diagnostic: train the head only on the random backbone's features")
+    p.add_argument("--init-from", default=None, help="start from an exported model directory (backbone.onnx + head.onnx, e.g. models/mobile_vla_sim) instead of random weights: fine-tuning, e.g. on DAgger data aggregated with the original demonstrations; the sizes must match, the recovered weights are parity-checked against onnxruntime")
     p.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms (slower)")
     args = p.parse_args(argv)
 
@@ -449,7 +450,7 @@ def main(argv=None):
         "vlm": {"kosmos2_config": kosmos_overrides(args.size), "pretrained": False},
         "prompt": {"template": PROMPT_TEMPLATE, "token_ids": prompt_ids, "variant": "erased_prompt"},
         "image": {"channel_order": "bgr", "resize": "pillow_bilinear", "size": IMAGE_SIZE, "normalisation": "clip"},
-        "note": f"engines/train.py, size {args.size}, seed {args.seed}",
+        "note": f"engines/train.py, size {args.size}, seed {args.seed}" + (f", initialised from {args.init_from}" if args.init_from else ""),
     }
     cfg = mv.parse_train_config(raw_cfg, "train.py")
     (out / "train_config.json").write_text(json.dumps(raw_cfg, indent=2) + "\n")
@@ -467,6 +468,18 @@ def main(argv=None):
     log("label distribution (x, y): " + ", ".join(f"{tuple(k)}: {c}" for k, c in zip(keys.tolist(), counts.tolist())), fh)
 
     model = MobileVLA(cfg, layout, pos_std=args.pos_init_std, attn_sharpness=args.attn_sharpness)
+    if args.init_from:
+        import onnx_weights
+
+        try:
+            init_report = onnx_weights.load_into(model, args.init_from, log=lambda m: log(m, fh))
+        except (onnx_weights.RecoverError, RuntimeError, OSError) as e:
+            log(f"error: --init-from {args.init_from}: {e}", fh)
+            return 2
+        v0 = evaluate(model, val_eps, Normaliser(), args.window, args.chunk)
+        init_report["val"] = v0
+        log("val at init " + " ".join(f"{k} {v0[k]:.4f}" for k in ("window_loss", "window_rmse", "stream_rmse", "stream_dir_agree")), fh)
+        (out / "init_from.json").write_text(json.dumps(init_report, indent=2) + "\n")
     if args.freeze_backbone:
         # diagnostic: the randomly initialised backbone (and action token) stay fixed, only the head trains
         model.frozen_backbone = True

@@ -1,0 +1,173 @@
+"""Recover a training state dict from an exported model directory
+(`backbone.onnx` + `head.onnx`, as `engines/export.py export` writes them),
+so that `engines/train.py --init-from MODEL_DIR` can fine-tune a committed
+model whose checkpoint is not kept (e.g. on DAgger data aggregated with the
+original demonstrations).
+
+What the TorchScript exporter does to the weights, undone here:
+  - most parameters keep their names under the export wrapper's prefixes
+    (`kosmos.` for the backbone, none for the head);
+  - a Linear's weight folded into a MatMul becomes an anonymous initializer
+    holding weight.T; the MatMul node's scope name gives the module
+    (`/vision_model/model/encoder/layers.0/self_attn/q_proj/MatMul`);
+  - the perceiver's latent queries become the input of an Expand node
+    (`/image_to_text_projection/Expand`), [1, n, D];
+  - the LSTM's weights are ONNX's W [1, 4H, in], R [1, 4H, H], B [1, 8H]
+    in gate order i, o, f, c; PyTorch's are [4H, in] / [4H, H] / [4H] x 2 in
+    gate order i, f, g(=c), o.
+
+The recovered weights are then checked against onnxruntime running the same
+files (an independent implementation of the exported function): the
+training model's feature and chunk must match within the export's parity
+tolerances, or nothing is returned.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FEATURE_TOL = 1e-4
+CHUNK_TOL = 1e-5
+
+
+class RecoverError(ValueError):
+    pass
+
+
+def _initializers(path: Path):
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    return m, inits
+
+
+def _lstm_torch_order(a: np.ndarray, hidden: int) -> np.ndarray:
+    """[4H, ...] in ONNX gate order i, o, f, c -> PyTorch order i, f, c, o."""
+    i, o, f, c = (a[k * hidden : (k + 1) * hidden] for k in range(4))
+    return np.concatenate([i, f, c, o], axis=0)
+
+
+def backbone_weights(path: Path, wanted: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[str]]:
+    """Kosmos-2 state dict (keys as `wanted`), action token [D], keys not in the graph."""
+    m, inits = _initializers(path)
+    found: dict[str, np.ndarray] = {}
+    for k in wanted:
+        if "kosmos." + k in inits:
+            found[k] = inits["kosmos." + k]
+    for node in m.graph.node:
+        anon = [x for x in node.input if x in inits and not x.startswith("kosmos.") and x != "action_token"]
+        if not anon:
+            continue
+        scope = node.name.lstrip("/").rsplit("/", 1)[0].replace("/", ".")
+        if node.op_type == "MatMul" and len(anon) == 1:
+            found[scope + ".weight"] = inits[anon[0]].T
+        elif node.op_type == "Expand" and scope == "image_to_text_projection":
+            found["image_to_text_projection.latent_query"] = inits[anon[0]][0]
+    if "action_token" not in inits:
+        raise RecoverError(f"{path}: no initializer 'action_token'")
+    token = torch.from_numpy(inits["action_token"].reshape(-1).copy())
+    out, absent = {}, []
+    for k, ref in wanted.items():
+        if k not in found:
+            absent.append(k)
+            continue
+        a = found[k]
+        if tuple(a.shape) != tuple(ref.shape):
+            raise RecoverError(f"{path}: {k} has shape {tuple(a.shape)} in the graph, the model expects {tuple(ref.shape)}")
+        out[k] = torch.from_numpy(np.array(a, copy=True)).to(ref.dtype)
+    return out, token, absent
+
+
+def head_weights(path: Path, wanted: dict[str, torch.Tensor], hidden: int, layers: int) -> dict[str, torch.Tensor]:
+    if layers != 1:
+        raise RecoverError(f"{path}: only a one-layer LSTM head can be recovered (the model has {layers})")
+    m, inits = _initializers(path)
+    lstm = [n for n in m.graph.node if n.op_type == "LSTM"]
+    if len(lstm) != 1:
+        raise RecoverError(f"{path}: expected one LSTM node, found {len(lstm)}")
+    W, R, B = (inits[x][0] for x in lstm[0].input[1:4])
+    if W.shape[0] != 4 * hidden or R.shape != (4 * hidden, hidden) or B.shape != (8 * hidden,):
+        raise RecoverError(f"{path}: the LSTM has W {W.shape}, R {R.shape}, B {B.shape}; the model's hidden size {hidden} needs 4H = {4 * hidden} rows (rnn.* do not fit)")
+    got = {
+        "rnn.weight_ih_l0": _lstm_torch_order(W, hidden),
+        "rnn.weight_hh_l0": _lstm_torch_order(R, hidden),
+        "rnn.bias_ih_l0": _lstm_torch_order(B[: 4 * hidden], hidden),
+        "rnn.bias_hh_l0": _lstm_torch_order(B[4 * hidden :], hidden),
+    }
+    for k in wanted:
+        if k.startswith("velocities.") and k in inits:
+            got[k] = inits[k]
+    missing = sorted(set(wanted) - set(got))
+    if missing:
+        raise RecoverError(f"{path}: head weights not found in the graph: {', '.join(missing)}")
+    out = {}
+    for k, ref in wanted.items():
+        if tuple(got[k].shape) != tuple(ref.shape):
+            raise RecoverError(f"{path}: {k} has shape {tuple(got[k].shape)}, the model expects {tuple(ref.shape)}")
+        out[k] = torch.from_numpy(np.array(got[k], copy=True)).to(ref.dtype)
+    return out
+
+
+def load_into(model, model_dir: str, log=print) -> dict:
+    """Load the exported weights of `model_dir` into train.py's MobileVLA
+    `model` (same sizes), then gate on onnxruntime parity. Returns a report."""
+    import onnxruntime as ort
+
+    d = Path(model_dir)
+    meta_path = d / "model.json"
+    if not meta_path.is_file():
+        raise RecoverError(f"{d}: no model.json (not an exported model directory)")
+    meta = json.loads(meta_path.read_text())
+    bb_sd = model.backbone.state_dict()
+    bb, token, absent = backbone_weights(d / "backbone.onnx", bb_sd)
+    # Parameters the exported function does not use (not in the graph) keep
+    # their fresh values; buffers are deterministic.
+    params = dict(model.backbone.named_parameters())
+    unused = [k for k in absent if k in params]
+    bb.update({k: v for k, v in bb_sd.items() if k in absent})
+    model.backbone.load_state_dict(bb, strict=True)
+    with torch.no_grad():
+        model.action_token.copy_(token.to(model.action_token.dtype))
+    head_sd = model.act_head.state_dict()
+    model.act_head.load_state_dict(head_weights(d / "head.onnx", head_sd, model.cfg.hidden_size, model.cfg.num_layers), strict=True)
+
+    # parity gate against onnxruntime on the same files
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    bsess = ort.InferenceSession(str(d / "backbone.onnx"), so, providers=["CPUExecutionProvider"])
+    hsess = ort.InferenceSession(str(d / "head.onnx"), so, providers=["CPUExecutionProvider"])
+    fed = {i.name for i in bsess.get_inputs()}
+    ids = model.ids.numpy().astype(np.int64)
+    mask = model.mask.numpy().astype(np.int64)
+    g = torch.Generator().manual_seed(7)
+    was_training = model.training
+    model.eval()
+    feat_err, chunk_err = 0.0, 0.0
+    feats = []
+    with torch.no_grad():
+        for _ in range(model.cfg.window):
+            px = torch.randn(1, 3, 224, 224, generator=g)
+            ref = model.features(px)
+            feeds = {"pixel_values": px.numpy(), "input_ids": ids, "attention_mask": mask}
+            got = bsess.run(["feature"], {k: v for k, v in feeds.items() if k in fed})[0]
+            feat_err = max(feat_err, float(np.abs(got - ref.numpy()).max()))
+            feats.append(ref)
+        window = torch.stack(feats, dim=1)
+        ref_chunk = model.act_head(window)
+        got_chunk = hsess.run(["actions"], {"features": window.numpy()})[0]
+        chunk_err = float(np.abs(got_chunk - ref_chunk.numpy()).max())
+    model.train(was_training)
+    import hashlib
+
+    digests = {f: hashlib.sha256((d / f).read_bytes()).hexdigest() for f in ("backbone.onnx", "head.onnx", "model.json")}
+    report = {"model_dir": str(d), "sha256": digests, "format": meta.get("format"), "feature_max_abs": feat_err, "chunk_max_abs": chunk_err, "unused_backbone_params": unused}
+    log(f"init from {d}: feature vs onnxruntime max abs {feat_err:.3e} (limit {FEATURE_TOL:g}), chunk {chunk_err:.3e} (limit {CHUNK_TOL:g}); {len(unused)} backbone parameters not in the graph keep their fresh values: {', '.join(unused) or 'none'}")
+    if feat_err > FEATURE_TOL or chunk_err > CHUNK_TOL:
+        raise RecoverError(f"{d}: recovered weights do not reproduce the exported model (feature {feat_err:.3e}, chunk {chunk_err:.3e})")
+    return report
