@@ -453,6 +453,19 @@ def main(argv=None):
         "note": f"engines/train.py, size {args.size}, seed {args.seed}" + (f", initialised from {args.init_from}" if args.init_from else ""),
     }
     cfg = mv.parse_train_config(raw_cfg, "train.py")
+    # The model (and --init-from) before anything is written or loaded: a bad
+    # MODEL_DIR fails fast and leaves no train_config.json claiming it.
+    model = MobileVLA(cfg, layout, pos_std=args.pos_init_std, attn_sharpness=args.attn_sharpness)
+    init_report = None
+    if args.init_from:
+        import onnx_weights
+
+        try:
+            init_report = onnx_weights.load_into(model, args.init_from, log=lambda m: log(m, fh))
+        except (onnx_weights.RecoverError, RuntimeError) as e:
+            log(f"error: --init-from {args.init_from}: {e}", fh)
+            fh.close()
+            return 2
     (out / "train_config.json").write_text(json.dumps(raw_cfg, indent=2) + "\n")
 
     cache = Path(args.cache) if args.cache else out.parent / "cache"
@@ -467,15 +480,7 @@ def main(argv=None):
     log(f"train: {len(train_eps)} episodes, {sum(len(e['actions']) for e in train_eps)} rows, {n_win} windows; instructions {instr}", fh)
     log("label distribution (x, y): " + ", ".join(f"{tuple(k)}: {c}" for k, c in zip(keys.tolist(), counts.tolist())), fh)
 
-    model = MobileVLA(cfg, layout, pos_std=args.pos_init_std, attn_sharpness=args.attn_sharpness)
-    if args.init_from:
-        import onnx_weights
-
-        try:
-            init_report = onnx_weights.load_into(model, args.init_from, log=lambda m: log(m, fh))
-        except (onnx_weights.RecoverError, RuntimeError, OSError) as e:
-            log(f"error: --init-from {args.init_from}: {e}", fh)
-            return 2
+    if init_report is not None:
         v0 = evaluate(model, val_eps, Normaliser(), args.window, args.chunk)
         init_report["val"] = v0
         log("val at init " + " ".join(f"{k} {v0[k]:.4f}" for k in ("window_loss", "window_rmse", "stream_rmse", "stream_dir_agree")), fh)

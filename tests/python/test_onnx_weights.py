@@ -46,7 +46,6 @@ class OnnxWeightsTest(unittest.TestCase):
         rep = ow.load_into(m, str(MODEL), log=lambda s: None)
         self.assertLess(rep["feature_max_abs"], ow.FEATURE_TOL)
         self.assertLess(rep["chunk_max_abs"], ow.CHUNK_TOL)
-        self.assertEqual(rep["unused_backbone_params"], [])
         self.assertFalse(torch.equal(before, m.act_head.rnn.weight_ih_l0))
         self.assertTrue(m.training, "load_into must leave the model in training mode")
 
@@ -93,10 +92,55 @@ class OnnxWeightsTest(unittest.TestCase):
 
         try:
             ow.backbone_weights = drop_one
-            with self.assertRaises(ow.RecoverError):
+            with self.assertRaises(ow.RecoverError) as e:
                 ow.load_into(m, str(MODEL), log=lambda s: None)
+            self.assertIn("no weight for 1 backbone parameter", str(e.exception))
+            self.assertIn("q_proj.weight", str(e.exception))
         finally:
             ow.backbone_weights = orig
+
+    def copy_model(self, tmp):
+        d = pathlib.Path(tmp) / "m"
+        shutil.copytree(MODEL, d)
+        return d
+
+    def test_unreadable_model_json_names_the_file(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            d = self.copy_model(tmp)
+            for text in ("{not json", "[]"):
+                (d / "model.json").write_text(text)
+                with self.assertRaises(ow.RecoverError) as e:
+                    ow.load_into(fresh_model(), str(d), log=lambda s: None)
+                self.assertIn("model.json", str(e.exception))
+
+    def test_a_truncated_onnx_file_names_the_file(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            d = self.copy_model(tmp)
+            data = (d / "backbone.onnx").read_bytes()
+            (d / "backbone.onnx").write_bytes(data[: len(data) // 3])
+            with self.assertRaises(ow.RecoverError) as e:
+                ow.load_into(fresh_model(), str(d), log=lambda s: None)
+            self.assertIn("backbone.onnx", str(e.exception))
+
+    def test_a_different_prompt_is_refused_by_model_json(self):
+        # the weights would load and match onnxruntime fed the training
+        # model's own ids; model.json says which prompt the model ran with
+        raw = json.loads((MODEL / "train_config.json").read_text())
+        cfg = mv.parse_train_config(raw, "c")
+        layout = mv.prompt_layout("erased_prompt", list(range(2, 12)))
+        m = train.MobileVLA(cfg, layout, pos_std=1.0, attn_sharpness=3)
+        with self.assertRaises(ow.RecoverError) as e:
+            ow.load_into(m, str(MODEL), log=lambda s: None)
+        self.assertIn("prompt.", str(e.exception))
+
+    def test_train_py_exits_2_on_a_bad_init_from_and_writes_no_config(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = pathlib.Path(tmp) / "run"
+            rc = train.main(["--train", tmp, "--val", tmp, "--out", str(out), "--init-from", tmp,
+                             "--size", "small-p28", "--lstm-hidden", "256", "--lstm-layers", "1"])
+            self.assertEqual(rc, 2)
+            self.assertFalse((out / "train_config.json").exists())
+            self.assertIn("model.json", (out / "train.log").read_text())
 
     def test_not_a_model_directory(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -112,9 +156,9 @@ class OnnxWeightsTest(unittest.TestCase):
         m = train.MobileVLA(cfg, layout, pos_std=1.0, attn_sharpness=3)
         with self.assertRaises(ow.RecoverError) as e:
             ow.load_into(m, str(MODEL), log=lambda s: None)
-        self.assertIn("rnn.", str(e.exception))
+        self.assertIn("hidden size 256", str(e.exception))
+        self.assertIn("--lstm-hidden", str(e.exception))
 
 
 if __name__ == "__main__":
-    np.random.seed(0)
     unittest.main()
