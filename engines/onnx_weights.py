@@ -20,12 +20,12 @@ Every anonymous initializer must be claimed and every trainable parameter
 found (nothing silently keeps its random init); `model.json`'s variant,
 prompt ids and mask, window and chunk must equal the training model's.
 The recovered weights are then checked against onnxruntime running the same
-files (an independent implementation of the exported function, graph
-optimisation off as in export.py's parity check): the training model's
-feature and chunk must match within the export's parity tolerances
-(export.py FEATURE_TOL / CHUNK_TOL). On any failure `RecoverError` is
-raised, naming the file and key; the model's weights may then already be
-overwritten, so a caller must not train on after it.
+files (an independent implementation of the exported function, through
+export.py's own session, graph optimisation off): the training model's
+feature and chunk must match within export.py's parity tolerances
+(FEATURE_TOL, CHUNK_TOL). On any failure `RecoverError` is raised, naming
+the file and key; the model's weights may then already be overwritten, so a
+caller must not train on after it.
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FEATURE_TOL = 1e-4
-CHUNK_TOL = 1e-5
+from export import CHUNK_TOL, FEATURE_TOL, ort_session, sha256_file
 
 
 class RecoverError(ValueError):
@@ -145,8 +144,6 @@ def head_weights(path: Path, wanted: dict[str, torch.Tensor], hidden: int, layer
 def load_into(model, model_dir: str, log=print) -> dict:
     """Load the exported weights of `model_dir` into train.py's MobileVLA
     `model` (same sizes), then gate on onnxruntime parity. Returns a report."""
-    import onnxruntime as ort
-
     d = Path(model_dir)
     meta_path = d / "model.json"
     if not meta_path.is_file():
@@ -184,12 +181,9 @@ def load_into(model, model_dir: str, log=print) -> dict:
     model.act_head.load_state_dict(head_weights(d / "head.onnx", head_sd, model.cfg.hidden_size, model.cfg.num_layers), strict=True)
 
     # parity gate against onnxruntime on the same files
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        bsess = ort.InferenceSession(str(d / "backbone.onnx"), so, providers=["CPUExecutionProvider"])
-        hsess = ort.InferenceSession(str(d / "head.onnx"), so, providers=["CPUExecutionProvider"])
+        bsess = ort_session(d / "backbone.onnx")
+        hsess = ort_session(d / "head.onnx")
     except Exception as e:  # onnxruntime's Fail / InvalidArgument are plain Exceptions
         raise RecoverError(f"{d}: onnxruntime cannot load the model ({e})") from e
     fed = {i.name for i in bsess.get_inputs()}
@@ -213,9 +207,7 @@ def load_into(model, model_dir: str, log=print) -> dict:
         got_chunk = hsess.run(["actions"], {"features": window.numpy()})[0]
         chunk_err = float(np.abs(got_chunk - ref_chunk.numpy()).max())
     model.train(was_training)
-    import hashlib
-
-    digests = {f: hashlib.sha256((d / f).read_bytes()).hexdigest() for f in ("backbone.onnx", "head.onnx", "model.json")}
+    digests = {f: sha256_file(d / f) for f in ("backbone.onnx", "head.onnx", "model.json")}
     report = {"model_dir": str(d), "sha256": digests, "format": meta.get("format"), "feature_max_abs": feat_err, "chunk_max_abs": chunk_err}
     log(f"init from {d}: feature vs onnxruntime max abs {feat_err:.3e} (limit {FEATURE_TOL:g}), chunk {chunk_err:.3e} (limit {CHUNK_TOL:g})")
     if feat_err > FEATURE_TOL or chunk_err > CHUNK_TOL:

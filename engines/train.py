@@ -480,8 +480,9 @@ def main(argv=None):
     log(f"train: {len(train_eps)} episodes, {sum(len(e['actions']) for e in train_eps)} rows, {n_win} windows; instructions {instr}", fh)
     log("label distribution (x, y): " + ", ".join(f"{tuple(k)}: {c}" for k, c in zip(keys.tolist(), counts.tolist())), fh)
 
+    norm = Normaliser()
     if init_report is not None:
-        v0 = evaluate(model, val_eps, Normaliser(), args.window, args.chunk)
+        v0 = evaluate(model, val_eps, norm, args.window, args.chunk)
         init_report["val"] = v0
         log("val at init " + " ".join(f"{k} {v0[k]:.4f}" for k in ("window_loss", "window_rmse", "stream_rmse", "stream_dir_agree")), fh)
         (out / "init_from.json").write_text(json.dumps(init_report, indent=2) + "\n")
@@ -492,7 +493,6 @@ def main(argv=None):
             prm.requires_grad_(False)
     nb, nh = mv.param_count(model.backbone), mv.param_count(model.act_head)
     log(f"model: backbone {nb/1e6:.2f} M params ({args.size}), head {nh/1e6:.2f} M, feature {model.action_token.numel()}; prompt L={len(prompt_ids)}", fh)
-    norm = Normaliser()
     # The per-frame auxiliary head: a direct path from each frame's feature to
     # its action. Measured: through the LSTM head alone the from-scratch
     # backbone's action-token feature stays nearly constant (std across frames

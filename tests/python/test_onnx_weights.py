@@ -53,8 +53,7 @@ class OnnxWeightsTest(unittest.TestCase):
         # a MatMul-folded Linear (stored transposed): element [i, j] of the
         # initializer is weight[j, i]
         with tempfile.TemporaryDirectory() as tmp:
-            d = pathlib.Path(tmp) / "m"
-            shutil.copytree(MODEL, d)
+            d = self.copy_model(tmp)
             g = onnx.load(str(d / "backbone.onnx"))
             node = next(n for n in g.graph.node if n.name == "/text_model/model/layers.1/ffn/fc1/MatMul")
             init = next(i for i in g.graph.initializer if i.name in node.input)
