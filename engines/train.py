@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import augment  # noqa: E402
 import mobile_vla as mv  # noqa: E402
 
 PROMPT_TEMPLATE = "<grounding>An image of a robot {instruction}"
@@ -267,9 +268,10 @@ def kosmos_overrides(size: str) -> dict:
 # Training
 
 
-def batch_loss(model, eps, norm, window, chunk, nonfwd_weight, mirror=None, aux=None):
+def batch_loss(model, eps, norm, window, chunk, nonfwd_weight, mirror=None, aux=None, jitter=None):
     """All windows of the given episodes; each frame a window needs goes through the backbone once.
     `mirror[i]`: episode i seen in a mirror (frames flipped left-right, linear_y negated).
+    `jitter[i]`: a colour-jitter draw (augment.draw) applied to every frame of episode i.
     `aux` = (per-frame head, weight): adds weight x Huber(head(feature of frame i), label of row i),
     a training-only signal (see --aux-frame-weight); the returned pred/target are the main head's."""
     frames, spans = [], []
@@ -281,6 +283,8 @@ def batch_loss(model, eps, norm, window, chunk, nonfwd_weight, mirror=None, aux=
         if mirror is not None and mirror[i]:
             lab = lab * np.array([1.0, -1.0], dtype=np.float32)
             imgs = imgs[:, :, ::-1]
+        if jitter is not None:
+            imgs = augment.apply(np.ascontiguousarray(imgs), jitter[i])
         spans.append((last, starts, lab))
         frames.append(imgs)
     if getattr(model, "frozen_backbone", False):
@@ -416,12 +420,17 @@ def main(argv=None):
     p.add_argument("--pos-init-std", type=float, default=0.5, help="vision position embeddings' init std (0: keep CLIP's 0.02)")
     p.add_argument("--attn-sharpness", type=float, default=0.0, help="q/k projections' init variance x fan_in (attention logit std at init; 0: Hugging Face's init)")
     p.add_argument("--mirror", type=float, default=0.0, help="probability of showing a training episode mirrored (frames flipped, linear_y negated)")
+    p.add_argument("--color-jitter", default=None, metavar="B,C,S,H", help="the team's colour jitter (RoboVLMs mobile_vla_h5_dataset use_color_jitter: 0.4,0.4,0.3,0.1): brightness, contrast, saturation ranges and hue range, one draw per training sample for all its frames (engines/augment.py); default off")
     p.add_argument("--aux-frame-weight", type=float, default=0.0, help="training-only per-frame head (MLP on each frame's feature -> that row's action) with this loss weight; not exported (0: off)")
     p.add_argument("--head-lr-mult", type=float, default=1.0, help="head (LSTM + MLP) learning rate = lr x this")
     p.add_argument("--freeze-backbone", action="store_true", help="diagnostic: train the head only on the random backbone's features")
     p.add_argument("--init-from", default=None, help="start from an exported model directory (backbone.onnx + head.onnx, e.g. models/mobile_vla_sim) instead of random weights: fine-tuning, e.g. on DAgger data aggregated with the original demonstrations; the sizes must match, the recovered weights are parity-checked against onnxruntime")
     p.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms (slower)")
     args = p.parse_args(argv)
+    try:
+        jitter_ranges = augment.parse_jitter(args.color_jitter) if args.color_jitter else None
+    except ValueError as e:
+        p.error(str(e))
 
     torch.set_num_threads(args.threads)
     seed_everything(args.seed, args.deterministic)
@@ -446,7 +455,7 @@ def main(argv=None):
             "down_sample": "none",
             "latent": 1,
         },
-        "train_setup": {"lora_enable": False, "full_finetune": True, "precision": "fp32", "learning_rate": args.lr, "weight_decay": args.weight_decay, "gradient_clip_val": args.clip},
+        "train_setup": {"lora_enable": False, "full_finetune": True, "precision": "fp32", "learning_rate": args.lr, "weight_decay": args.weight_decay, "gradient_clip_val": args.clip, "color_jitter": list(jitter_ranges) if jitter_ranges else None},
         "vlm": {"kosmos2_config": kosmos_overrides(args.size), "pretrained": False},
         "prompt": {"template": PROMPT_TEMPLATE, "token_ids": prompt_ids, "variant": "erased_prompt"},
         "image": {"channel_order": "bgr", "resize": "pillow_bilinear", "size": IMAGE_SIZE, "normalisation": "clip"},
@@ -543,6 +552,7 @@ def main(argv=None):
 
     hist = []
     rng = random.Random(args.seed)
+    jitter_rng = np.random.default_rng(args.seed)
     step, t0 = 0, time.time()
     best = None
     stop = False
@@ -560,8 +570,10 @@ def main(argv=None):
                 g["lr"] = lr_at(step) * g["lr_mult"]
             # drawn only when asked, so runs without --mirror keep their shuffle order
             mirror = [rng.random() < args.mirror for _ in idx] if args.mirror > 0 else None
+            # its own generator, so runs without it keep their shuffle and mirror draws
+            jitter = [augment.draw(jitter_rng, jitter_ranges) for _ in idx] if jitter_ranges else None
             aux = (aux_head, args.aux_frame_weight) if aux_head is not None else None
-            loss, _, _ = batch_loss(model, batch, norm, args.window, args.chunk, args.nonfwd_weight, mirror, aux)
+            loss, _, _ = batch_loss(model, batch, norm, args.window, args.chunk, args.nonfwd_weight, mirror, aux, jitter)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             # one clip over the model and the per-frame head together (the
