@@ -19,6 +19,8 @@ Recipe (UPSTREAM §3.1), and where this script departs from it:
     unfolded by n, the last chunk dropped), labels = columns 0-1 clamped to
     [-1, 1]; Huber loss (optional extra weight on non-forward labels);
   - AdamW, weight decay 0.01, gradient clip 1.0;
+  - optional, the team's colour jitter (`--color-jitter 0.4,0.4,0.3,0.1`,
+    RoboVLMs' `use_color_jitter`), one draw per window (engines/augment.py);
   - departures: the backbone is a small, randomly initialised Kosmos-2 and is
     fully fine-tuned (LoRA on a random backbone would adapt nothing useful);
     the learning rate may be raised above 1e-4 (from-scratch weights);
