@@ -286,7 +286,7 @@ def batch_loss(model, eps, norm, window, chunk, nonfwd_weight, mirror=None, aux=
             lab = lab * np.array([1.0, -1.0], dtype=np.float32)
             imgs = imgs[:, :, ::-1]
         if jitter is not None:
-            imgs = augment.apply(np.ascontiguousarray(imgs), jitter[i])
+            imgs = augment.apply(imgs, jitter[i])  # copies a mirrored view itself
         spans.append((last, starts, lab))
         frames.append(imgs)
     if getattr(model, "frozen_backbone", False):

@@ -64,10 +64,9 @@ def test_against_pillow():
     assert moved == 4, "brightness factors other than 1 must change the frames"
     for f in (-0.1, -0.03, 0.0, 0.05, 0.1, 0.5):
         # Pillow quantises hue to 256 steps (one step moves a saturated channel ~6 levels) and S, V to bytes
-        d = check(f"hue {f}", augment.apply(x, [("hue", f)]), pil_each(x, lambda im: pil_hue(im, f)), 10, 1.0)
+        check(f"hue {f}", augment.apply(x, [("hue", f)]), pil_each(x, lambda im: pil_hue(im, f)), 10, 1.0)
         if f != 0.0:
             assert np.any(augment.apply(x, [("hue", f)]) != x), f"hue {f} changed nothing"
-        del d
 
 
 def test_hue_keeps_greys_and_wraps():
