@@ -427,6 +427,56 @@ fn dagger_the_policy_drives_the_expert_labels_and_takes_over_under_the_gate() {
         assert!(a.iter().all(|v| [0.0, 1.15, -1.15].contains(v)), "{a:?}");
     }
     assert!(rows.0[1..5].iter().any(|(a, _)| a[1] > 0.0), "{:?}", rows.0);
+    // The expert's share: one interval per row. Under gate 0 the expert
+    // takes over only where the footprint overlaps something, which here
+    // happens only after the policy reached the goal (the rows run on and the
+    // base noses into the bottle), so a gate-0 trial that ends before the
+    // policy's arrival has none.
+    assert_eq!(alone.dagger, None, "not a DAgger trial");
+    assert!(alone.success(), "{}", alone.verdict_line());
+    let share = gated
+        .dagger
+        .expect("a DAgger trial reports the expert's share");
+    assert!(share.expert_driven <= share.intervals, "{share:?}");
+    // Presses are at most 0.86 s apart: this many rows end before the arrival.
+    let early_rows = (alone.time_s / 0.86) as usize - 1;
+    assert!(early_rows >= 4, "{early_rows}");
+    let (mut stage, _) = policy_stage(&trained, None, None, None).unwrap();
+    let mut short = Rows(Vec::new());
+    let early = run_trial(
+        &world,
+        11,
+        Driver::Dagger {
+            stage: &mut stage,
+            sink: &mut short,
+            rows: early_rows,
+            gate_m: 0.0,
+        },
+        &id,
+        &s,
+    );
+    assert!(
+        early.time_s < alone.time_s,
+        "{} vs {}",
+        early.time_s,
+        alone.time_s
+    );
+    let early_share = early.dagger.expect("a DAgger trial");
+    assert_eq!(early_share.expert_driven, 0, "{early_share:?}");
+    assert!(
+        early_share.intervals >= early_rows as u64,
+        "{early_share:?}"
+    );
+    assert!(
+        share.intervals >= rows.0.len() as u64,
+        "{share:?}, {} rows",
+        rows.0.len()
+    );
+    assert!(
+        share.intervals <= rows.0.len() as u64 + 1,
+        "{share:?}, {} rows",
+        rows.0.len()
+    );
     // Gate 1 m: the expert drives throughout, so even the random-weight
     // fixture, which never gets there alone, reaches the goal.
     let mut tiny = Config::builtin_default();
@@ -456,6 +506,10 @@ fn dagger_the_policy_drives_the_expert_labels_and_takes_over_under_the_gate() {
     );
     assert_eq!(rows.0.len(), 18);
     assert!(taken_over.inferences > 10, "the policy still ran");
+    // ... and the share says so: every interval, the first one by a takeover.
+    let share = taken_over.dagger.expect("a DAgger trial");
+    assert_eq!(share.expert_driven, share.intervals, "{share:?}");
+    assert!(share.intervals >= 18, "{share:?}");
 }
 
 #[test]

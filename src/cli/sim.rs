@@ -77,17 +77,33 @@ pub fn run(action: SimCommand) -> Result<u8> {
                 }),
             };
             let dagger = opts.dagger.is_some();
+            let mut share = mvla::sim::lockstep::DaggerShare::default();
             let summary = mvla::sim::collect::collect(&opts, |e| {
                 // `let _ =`: a closed stdout (`| head`) must not stop the collection.
                 let _ = writeln!(
                     std::io::stdout(),
-                    "{} {}: {} rows, {} {}",
+                    "{} {}: {} rows, {} {}{}",
                     if e.kept { "wrote" } else { "discarded" },
                     e.path.display(),
                     e.rows,
-                    if dagger { "policy" } else { "expert" },
-                    e.verdict
+                    if dagger {
+                        "trial (policy + expert)"
+                    } else {
+                        "expert"
+                    },
+                    e.verdict,
+                    match e.dagger {
+                        Some(d) => format!(
+                            "; the expert drove {} of {} intervals",
+                            d.expert_driven, d.intervals
+                        ),
+                        None => String::new(),
+                    }
                 );
+                if let (true, Some(d)) = (e.kept, e.dagger) {
+                    share.intervals += d.intervals;
+                    share.expert_driven += d.expert_driven;
+                }
             })
             .map_err(|e| match e {
                 mvla::sim::collect::CollectError::Scenario(_)
@@ -107,6 +123,15 @@ pub fn run(action: SimCommand) -> Result<u8> {
                 },
                 opts.out.display()
             );
+            if dagger && share.intervals > 0 {
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "the expert drove {} of {} key-press intervals in the kept episodes ({:.0} %)",
+                    share.expert_driven,
+                    share.intervals,
+                    100.0 * share.expert_driven as f64 / share.intervals as f64
+                );
+            }
             Ok(if summary.written > 0 { 0 } else { 1 })
         }
     }

@@ -80,6 +80,8 @@ pub struct CollectedEpisode {
     pub kept: bool,
     /// The judge's verdict on the expert's run, one line.
     pub verdict: String,
+    /// DAgger: how much of the episode the expert drove.
+    pub dagger: Option<super::lockstep::DaggerShare>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -320,6 +322,7 @@ pub fn collect(
                 rows,
                 kept,
                 verdict,
+                dagger: record.dagger,
             };
             each(&e);
             summary.episodes.push(e);

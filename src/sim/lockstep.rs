@@ -190,6 +190,20 @@ pub struct TrialRecord {
     /// A demonstration row that could not be written (the trial stopped there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// DAgger only: how much of the trial the expert drove.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dagger: Option<DaggerShare>,
+}
+
+/// DAgger: the trial's key-press intervals (one per labelled row, the first
+/// from the start to the first press) and how many of them the expert drove,
+/// all or part (the policy's chunks were dropped from its takeover to the
+/// interval's end). `expert_driven / intervals` is the expert's share of the
+/// driving; near 1, the data is mostly the expert's own states.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DaggerShare {
+    pub intervals: u64,
+    pub expert_driven: u64,
 }
 
 impl TrialRecord {
@@ -258,6 +272,7 @@ impl TrialRecord {
                 .collect(),
             kept_frames: Vec::new(),
             error: None,
+            dagger: None,
         }
     }
 }
@@ -385,6 +400,10 @@ pub fn run_trial(
         trajectory: Vec::new(),
         kept_frames: Vec::new(),
         error: None,
+        dagger: gate_m.map(|_| DaggerShare {
+            intervals: 1,
+            expert_driven: 0,
+        }),
     };
     let mut latencies: Vec<Duration> = Vec::new();
     // Ticks per failsafe level, in `Level` order (no allocation per tick).
@@ -452,6 +471,9 @@ pub fn run_trial(
                     let event = press_event(e.choose(base.pose()), now, expert_seq);
                     mailbox.push_back((now, event, true));
                     expert_until = next_press;
+                    if let Some(d) = record.dagger.as_mut() {
+                        d.expert_driven += 1;
+                    }
                 }
             }
             if now >= next_press {
@@ -480,6 +502,10 @@ pub fn run_trial(
                     if gate_m.is_some() {
                         expert_until = now.plus(interval);
                     }
+                }
+                if let Some(d) = record.dagger.as_mut() {
+                    d.intervals += 1;
+                    d.expert_driven += u64::from(drives);
                 }
                 next_press = now.plus(interval);
                 demo_due.push_back((now.plus(CAPTURE_DELAY), a, press.event_type()));
