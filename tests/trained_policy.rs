@@ -23,9 +23,10 @@ const TRIALS_PER_SCENARIO: usize = 3;
 const SEED: u64 = 7000;
 
 /// The floor: 8 of the 12 trials. Measured on this batch: 11/12 (release
-/// binary, 2026-12-03, model 4d9d3c980fe0; the base model before it also
-/// 11/12); the model's lock-step rate on these four scenarios is 60/68
-/// (seeds 1000–1016, README "The trained sim policy"). The seeds and the
+/// binary, 2026-12-07, model 7fd85b240147; the two models before it,
+/// 4d9d3c980fe0 and the base model, also 11/12); the model's lock-step rate
+/// on these four scenarios is 65/68 (seeds 1000–1016, README "The trained
+/// sim policy"). The seeds and the
 /// modelled latency are fixed, so the batch is deterministic for a build; the
 /// margin of 3 absorbs outcome flips from floating-point differences between
 /// CPUs, not chance. RGB fed instead of BGR scores 1/12 here.
