@@ -399,20 +399,19 @@ fn dagger_the_policy_drives_the_expert_labels_and_takes_over_under_the_gate() {
     // Gate 0: the expert never drives; the base moves exactly as under the policy alone.
     let (mut stage, id) = policy_stage(&trained, None, None, None).unwrap();
     let alone = run_trial(&world, 11, Driver::Model(&mut stage), &id, &s);
-    let (mut stage, _) = policy_stage(&trained, None, None, None).unwrap();
-    let mut rows = Rows(Vec::new());
-    let gated = run_trial(
-        &world,
-        11,
-        Driver::Dagger {
+    // A DAgger trial of the trained policy on this world with `rows` rows at gate 0.
+    let gate_zero_trial = |rows: usize, sink: &mut Rows| {
+        let (mut stage, _) = policy_stage(&trained, None, None, None).unwrap();
+        let driver = Driver::Dagger {
             stage: &mut stage,
-            sink: &mut rows,
-            rows: 14,
+            sink,
+            rows,
             gate_m: 0.0,
-        },
-        &id,
-        &s,
-    );
+        };
+        run_trial(&world, 11, driver, &id, &s)
+    };
+    let mut rows = Rows(Vec::new());
+    let gated = gate_zero_trial(14, &mut rows);
     let n = alone.trajectory.len().min(gated.trajectory.len());
     assert!(n > 100, "{n} samples");
     let json = |t: &[mvla::sim::lockstep::TrajectoryPoint]| serde_json::to_string(t).unwrap();
@@ -441,20 +440,7 @@ fn dagger_the_policy_drives_the_expert_labels_and_takes_over_under_the_gate() {
     // Presses are at most 0.86 s apart: this many rows end before the arrival.
     let early_rows = (alone.time_s / 0.86) as usize - 1;
     assert!(early_rows >= 4, "{early_rows}");
-    let (mut stage, _) = policy_stage(&trained, None, None, None).unwrap();
-    let mut short = Rows(Vec::new());
-    let early = run_trial(
-        &world,
-        11,
-        Driver::Dagger {
-            stage: &mut stage,
-            sink: &mut short,
-            rows: early_rows,
-            gate_m: 0.0,
-        },
-        &id,
-        &s,
-    );
+    let early = gate_zero_trial(early_rows, &mut Rows(Vec::new()));
     assert!(
         early.time_s < alone.time_s,
         "{} vs {}",

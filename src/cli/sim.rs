@@ -77,7 +77,6 @@ pub fn run(action: SimCommand) -> Result<u8> {
                 }),
             };
             let dagger = opts.dagger.is_some();
-            let mut share = mvla::sim::lockstep::DaggerShare::default();
             let summary = mvla::sim::collect::collect(&opts, |e| {
                 // `let _ =`: a closed stdout (`| head`) must not stop the collection.
                 let _ = writeln!(
@@ -100,10 +99,6 @@ pub fn run(action: SimCommand) -> Result<u8> {
                         None => String::new(),
                     }
                 );
-                if let (true, Some(d)) = (e.kept, e.dagger) {
-                    share.intervals += d.intervals;
-                    share.expert_driven += d.expert_driven;
-                }
             })
             .map_err(|e| match e {
                 mvla::sim::collect::CollectError::Scenario(_)
@@ -123,13 +118,20 @@ pub fn run(action: SimCommand) -> Result<u8> {
                 },
                 opts.out.display()
             );
-            if dagger && share.intervals > 0 {
+            // The kept episodes' shares, summed from the summary's records.
+            let (intervals, expert_driven) = summary
+                .episodes
+                .iter()
+                .filter(|e| e.kept)
+                .filter_map(|e| e.dagger)
+                .fold((0, 0), |(i, x), d| (i + d.intervals, x + d.expert_driven));
+            if intervals > 0 {
                 let _ = writeln!(
                     std::io::stdout(),
                     "the expert drove {} of {} key-press intervals in the kept episodes ({:.0} %)",
-                    share.expert_driven,
-                    share.intervals,
-                    100.0 * share.expert_driven as f64 / share.intervals as f64
+                    expert_driven,
+                    intervals,
+                    100.0 * expert_driven as f64 / intervals as f64
                 );
             }
             Ok(if summary.written > 0 { 0 } else { 1 })
