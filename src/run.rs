@@ -350,6 +350,18 @@ pub fn run(
     controller.finish(stop_reason)
 }
 
+/// The config's model: its metadata, the files it names verified, and the
+/// config's step override (`mvla sim trials --step-ms`) applied. The one
+/// place both the controller and the lock-step trials load a model.
+pub fn load_model(config: &Config) -> Result<ModelMeta, PolicyError> {
+    let mut meta = ModelMeta::load(&config.model_dir)?;
+    meta.verify_files()?;
+    if let Some(step) = config.step_override {
+        meta.raw.step_ms = u64::try_from(step.as_millis()).unwrap_or(u64::MAX);
+    }
+    Ok(meta)
+}
+
 impl Controller {
     pub fn start(config: &Config, options: StartOptions) -> Result<Self, RunError> {
         let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
@@ -357,11 +369,7 @@ impl Controller {
             path: config.model_dir.display().to_string(),
             source,
         };
-        let mut meta = ModelMeta::load(&config.model_dir).map_err(|e| model_err(e.into()))?;
-        meta.verify_files().map_err(|e| model_err(e.into()))?;
-        if let Some(step) = config.step_override {
-            meta.raw.step_ms = step.as_millis() as u64;
-        }
+        let meta = load_model(config).map_err(model_err)?;
         let (source, sim) = build_source(config, &meta, clock.clone())?;
         let source_text = source.describe();
         let spec = meta.preprocess_spec(source.pending_rotation());
@@ -845,5 +853,21 @@ impl MotorSide {
 impl Drop for MotorSide {
     fn drop(&mut self) {
         let _ = self.stop_and_join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_model_applies_the_configs_step_override() {
+        let mut config = Config::builtin_default();
+        let trained = load_model(&config).unwrap().raw.step_ms;
+        assert_eq!(trained, 780, "the built-in model's step");
+        config.step_override = Some(Duration::from_millis(400));
+        assert_eq!(load_model(&config).unwrap().raw.step_ms, 400);
+        config.model_dir = config.model_dir.join("no_such_model");
+        assert!(load_model(&config).is_err());
     }
 }

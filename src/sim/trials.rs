@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::frame::ChannelOrder;
 use crate::pipeline::InferenceStage;
-use crate::policy::{ModelMeta, PolicyError};
+use crate::policy::PolicyError;
 use crate::preprocess::Rotation;
 
 use super::judge::FailureCode;
@@ -183,11 +183,7 @@ pub fn policy_stage(
         path: config.model_dir.display().to_string(),
         source,
     };
-    let mut meta = ModelMeta::load(&config.model_dir).map_err(|e| model_err(e.into()))?;
-    meta.verify_files().map_err(|e| model_err(e.into()))?;
-    if let Some(step) = config.step_override {
-        meta.raw.step_ms = step.as_millis() as u64;
-    }
+    let mut meta = crate::run::load_model(config).map_err(model_err)?;
     meta.history_step_override = history_step_override;
     let rotation = rotation_override.unwrap_or_else(|| meta.camera_rotation());
     let mut spec = meta.preprocess_spec(rotation);
