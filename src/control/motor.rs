@@ -589,6 +589,31 @@ mod tests {
     }
 
     #[test]
+    fn crossfade_with_execution_by_age_off_blends_step_zero_of_both_chunks() {
+        // The old chunk is 0.95 s old at the blend's midpoint: by age it is
+        // in its step 1, with execution by age off it stays at step 0.
+        for (by_age, old_step) in [(true, [0.0, 1.0]), (false, [1.0, 0.0])] {
+            let mut c = cfg(DriveMode::Velocity, 0.0);
+            c.chunk_by_age = by_age;
+            c.max_action_age = Duration::from_secs(5);
+            c.crossfade = Duration::from_millis(100);
+            let mut m = MotorLoop::new(c, Calibration::serbot());
+            m.on_event(chunk(0, &[[1.0, 0.0], [0.0, 1.0]]), ms(0));
+            m.tick(ms(10), true, false);
+            m.on_event(chunk(880, &[[0.0, -1.0], [-1.0, 0.0]]), ms(900));
+            // Halfway through the 100 ms blend from the old action to the new step 0.
+            let mid = m.tick(ms(950), true, false).action;
+            let want = [0.5 * old_step[0], 0.5 * (old_step[1] - 1.0)];
+            assert!(
+                (mid[0] - want[0]).abs() < 1e-6 && (mid[1] - want[1]).abs() < 1e-6,
+                "chunk_by_age {by_age}: {mid:?}, want {want:?}"
+            );
+            // After the blend: the new chunk's step 0 (0.12 s old) either way.
+            assert_eq!(m.tick(ms(1000), true, false).action, [0.0, -1.0]);
+        }
+    }
+
+    #[test]
     fn chunk_steps_follow_the_chunk_age_unless_execution_by_age_is_off() {
         let steps = [[1.0, 0.0], [0.0, 1.0], [0.0, -1.0]];
         for (by_age, want) in [(true, steps), (false, [steps[0]; 3])] {
