@@ -148,7 +148,7 @@ struct SimTrialsArgs {
     /// Scenario names, glob (`*`, `?`), comma-separated alternatives; `mvla sim list` names them.
     #[arg(long, default_value = "*")]
     scenario: String,
-    /// Trials per scenario; trial i uses seed S+i.
+    /// Trials per scenario; trial i uses seed S+i (each scenario draws its own world from it).
     #[arg(long, default_value_t = 1)]
     trials: usize,
     #[arg(long, default_value_t = 0)]
@@ -226,7 +226,7 @@ enum SimCommand {
     Collect {
         #[arg(long, default_value = "*box_hori_*")]
         scenario: String,
-        /// Episodes per scenario; episode i uses seed S+i.
+        /// Episodes per scenario; episode i uses seed S+i (each scenario draws its own world from it).
         #[arg(long, default_value_t = 1)]
         episodes: usize,
         #[arg(long)]

@@ -70,7 +70,7 @@ impl Expert {
             world: world.clone(),
             route,
             next: 0,
-            rng: SimRng::new(seed).fork(0x4558_5052), // "EXPR"
+            rng: SimRng::for_scenario(seed, &world.scenario, 0x4558_5052), // "EXPR"
         }
     }
 

@@ -459,7 +459,7 @@ pub fn run_trial(
         mailbox.push_back((done, processed.event, false));
         done
     };
-    let mut perturb_rng = SimRng::new(seed).fork(0x4441_5254); // "DART"
+    let mut perturb_rng = SimRng::for_scenario(seed, &world.scenario, 0x4441_5254); // "DART"
     let mut now = START;
     let verdict: Verdict = loop {
         // The expert presses a key: a pulse chunk, straight to the motor loop.

@@ -51,7 +51,9 @@ pub struct TrialsOptions {
     pub catalogue: Catalogue,
     pub scenario_glob: String,
     pub trials: usize,
-    /// Trial i of every scenario uses seed `seed + i`.
+    /// Trial i of every scenario uses seed `seed + i`; the draws also depend
+    /// on the scenario's name (`SimRng::for_scenario`), so each trial is its
+    /// own world.
     pub seed: u64,
     pub policy: PolicyChoice,
     pub latency: Latency,

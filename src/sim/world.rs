@@ -870,14 +870,16 @@ fn sample_object(spec: &ObjectSpec, mirror: bool, rng: &mut SimRng) -> Object {
 }
 
 impl World {
-    /// Sample a concrete world from `spec` with `seed` (same seed → same world).
+    /// Sample a concrete world from `spec` with `seed` (same scenario and seed →
+    /// same world; the scenario name keys the stream, so other scenarios with
+    /// this seed are independent draws).
     pub fn sample(
         spec: &ScenarioSpec,
         scenario: &str,
         parts: Vec<(String, String)>,
         seed: u64,
     ) -> World {
-        let mut rng = SimRng::new(seed).fork(0x5752_4C44); // "WRLD"
+        let mut rng = SimRng::for_scenario(seed, scenario, 0x5752_4C44); // "WRLD"
         let mirror = spec.mirror_y;
         let sy = if mirror { -1.0 } else { 1.0 };
         let a = &spec.arena;
@@ -1072,6 +1074,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::rng::scenario_key;
 
     #[test]
     fn builtin_families_expand_to_the_field_scenarios() {
@@ -1100,12 +1103,73 @@ mod tests {
         assert_ne!(format!("{a:?}"), format!("{d:?}"));
     }
 
+    /// Regression: every scenario of a batch used the trial seed's stream
+    /// as is, so `--trials 17` over 24 scenarios drew 17 lightings, cameras
+    /// and colours, and a `right` world was its `left` twin's mirror image
+    /// (trial figures rested on 17 independent draws, not 408).
+    #[test]
+    fn scenarios_sharing_a_seed_are_independent_draws() {
+        let c = Catalogue::builtin();
+        let names = c.names();
+        let box_names: Vec<&String> = names.iter().filter(|n| n.contains("box_hori")).collect();
+        assert_eq!(box_names.len(), 24);
+        for seed in 0..5 {
+            let worlds: Vec<World> = box_names
+                .iter()
+                .map(|n| c.world(n, seed).unwrap())
+                .collect();
+            let mut suns: Vec<String> = worlds
+                .iter()
+                .map(|w| format!("{:?}", w.lighting.sun))
+                .collect();
+            let mut pitches: Vec<String> = worlds
+                .iter()
+                .map(|w| format!("{:?}", w.camera.pitch))
+                .collect();
+            suns.sort();
+            suns.dedup();
+            pitches.sort();
+            pitches.dedup();
+            assert_eq!(suns.len(), 24, "seed {seed}: one sun per scenario");
+            assert_eq!(
+                pitches.len(),
+                24,
+                "seed {seed}: one camera pitch per scenario"
+            );
+            let l = c.world("1box_hori_left_core_medium", seed).unwrap();
+            let r = c.world("1box_hori_right_core_medium", seed).unwrap();
+            assert!(
+                (l.goal.y + r.goal.y).abs() > 1e-9,
+                "seed {seed}: right is not the left draw mirrored"
+            );
+        }
+        assert_ne!(
+            scenario_key("1box_hori_left_core_close"),
+            scenario_key("1box_hori_right_core_close")
+        );
+        // FNV-1a 64 reference values (empty string: the offset basis; "a": published test vector).
+        assert_eq!(scenario_key(""), 0xCBF2_9CE4_8422_2325);
+        assert_eq!(scenario_key("a"), 0xAF63_DC4C_8601_EC8C);
+    }
+
     #[test]
     fn right_is_the_mirror_of_left() {
         let c = Catalogue::builtin();
+        let file = c
+            .files
+            .iter()
+            .find(|f| f.names().iter().any(|n| n == "1box_hori_right_core_medium"))
+            .unwrap();
         for seed in 0..20 {
             let l = c.world("1box_hori_left_core_medium", seed).unwrap();
-            let r = c.world("1box_hori_right_core_medium", seed).unwrap();
+            // The right spec drawn with the left scenario's stream: its mirror
+            // image (`Catalogue::world` keys the stream by name, so the real
+            // right world of this seed is an independent draw).
+            let (spec, parts) = file.spec("1box_hori_right_core_medium").unwrap();
+            let r = World::sample(&spec, "1box_hori_left_core_medium", parts, seed);
+            assert!(
+                (l.start.y + r.start.y).abs() < 1e-12 && (l.start.yaw + r.start.yaw).abs() < 1e-12
+            );
             assert_eq!(l.pass_side, Some(Side::Left));
             assert_eq!(r.pass_side, Some(Side::Right));
             assert!((l.goal.y + r.goal.y).abs() < 1e-12);
