@@ -49,7 +49,7 @@ pub struct SimBase {
 impl SimBase {
     /// A base at `start` (time and pose), with the world's wheel noise for `seed`.
     pub fn new(calib: Calibration, world: &World, seed: u64, start: Timestamp) -> Self {
-        let mut rng = SimRng::new(seed).fork(0x4241_5345); // "BASE"
+        let mut rng = SimRng::for_scenario(seed, &world.scenario, 0x4241_5345); // "BASE"
         let gains = [0; 3].map(|_| (1.0 + world.wheel_gain_std * rng.normal()).clamp(0.5, 1.5));
         Self::with_noise(
             calib,
@@ -255,6 +255,21 @@ mod tests {
         };
         assert!(turn(0.0).abs() < 1e-9);
         assert!(turn(90.0).abs() > 0.05);
+    }
+
+    #[test]
+    fn each_scenario_draws_its_own_wheel_gains_for_a_seed() {
+        // Regression: the gains came from the seed alone, so every scenario
+        // of a batch drove with the same worn wheels on trial i.
+        let c = Catalogue::builtin();
+        let gains = |name: &str| {
+            let w = c.world(name, 5).unwrap();
+            SimBase::new(Calibration::serbot(), &w, 5, Timestamp(0)).gains
+        };
+        let a = gains("1box_hori_left_core_medium");
+        assert_eq!(a, gains("1box_hori_left_core_medium"));
+        assert_ne!(a, gains("1box_hori_right_core_medium"));
+        assert_ne!(a, gains("2box_hori_left_core_medium"));
     }
 
     #[test]
