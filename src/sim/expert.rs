@@ -325,6 +325,21 @@ mod tests {
     use crate::sim::world::Catalogue;
 
     #[test]
+    fn each_scenario_draws_its_own_expert_stream_for_a_seed() {
+        // Regression: the expert's randomness came from the seed alone, so
+        // every scenario of a batch pressed its keys with the same jitter.
+        let c = Catalogue::builtin();
+        let first = |name: &str| {
+            let w = c.world(name, 5).unwrap();
+            Expert::new(&w, 5).rng.next_u64()
+        };
+        let a = first("1box_hori_left_core_medium");
+        assert_eq!(a, first("1box_hori_left_core_medium"));
+        assert_ne!(a, first("1box_hori_right_core_medium"));
+        assert_ne!(a, first("2box_hori_left_core_medium"));
+    }
+
+    #[test]
     fn route_goes_round_the_scenario_side() {
         let c = Catalogue::builtin();
         for name in c.matching("*box_hori_*").unwrap() {
