@@ -1031,16 +1031,25 @@ impl Catalogue {
 
     /// The world of scenario `name` for `seed`.
     pub fn world(&self, name: &str, seed: u64) -> Result<World, ScenarioError> {
-        for f in self.files.iter().rev() {
-            if f.names().iter().any(|n| n == name) {
-                let (spec, parts) = f.spec(name)?;
-                return Ok(World::sample(&spec, name, parts, seed));
-            }
+        let (spec, parts) = self.spec(name)?;
+        Ok(World::sample(&spec, name, parts, seed))
+    }
+
+    /// The spec of scenario `name` (a later family with a known name wins)
+    /// and its name parts.
+    pub fn spec(&self, name: &str) -> Result<(ScenarioSpec, Vec<(String, String)>), ScenarioError> {
+        match self
+            .files
+            .iter()
+            .rev()
+            .find(|f| f.names().iter().any(|n| n == name))
+        {
+            Some(f) => f.spec(name),
+            None => Err(ScenarioError::NoMatch(
+                name.to_string(),
+                self.names().join(", "),
+            )),
         }
-        Err(ScenarioError::NoMatch(
-            name.to_string(),
-            self.names().join(", "),
-        ))
     }
 }
 
@@ -1075,6 +1084,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 mod tests {
     use super::*;
     use crate::sim::rng::scenario_key;
+    use std::collections::BTreeSet;
 
     #[test]
     fn builtin_families_expand_to_the_field_scenarios() {
@@ -1118,18 +1128,11 @@ mod tests {
                 .iter()
                 .map(|n| c.world(n, seed).unwrap())
                 .collect();
-            let mut suns: Vec<String> = worlds
+            let suns: BTreeSet<[u32; 3]> = worlds
                 .iter()
-                .map(|w| format!("{:?}", w.lighting.sun))
+                .map(|w| w.lighting.sun.map(f32::to_bits))
                 .collect();
-            let mut pitches: Vec<String> = worlds
-                .iter()
-                .map(|w| format!("{:?}", w.camera.pitch))
-                .collect();
-            suns.sort();
-            suns.dedup();
-            pitches.sort();
-            pitches.dedup();
+            let pitches: BTreeSet<u64> = worlds.iter().map(|w| w.camera.pitch.to_bits()).collect();
             assert_eq!(suns.len(), 24, "seed {seed}: one sun per scenario");
             assert_eq!(
                 pitches.len(),
@@ -1155,17 +1158,12 @@ mod tests {
     #[test]
     fn right_is_the_mirror_of_left() {
         let c = Catalogue::builtin();
-        let file = c
-            .files
-            .iter()
-            .find(|f| f.names().iter().any(|n| n == "1box_hori_right_core_medium"))
-            .unwrap();
         for seed in 0..20 {
             let l = c.world("1box_hori_left_core_medium", seed).unwrap();
             // The right spec drawn with the left scenario's stream: its mirror
             // image (`Catalogue::world` keys the stream by name, so the real
             // right world of this seed is an independent draw).
-            let (spec, parts) = file.spec("1box_hori_right_core_medium").unwrap();
+            let (spec, parts) = c.spec("1box_hori_right_core_medium").unwrap();
             let r = World::sample(&spec, "1box_hori_left_core_medium", parts, seed);
             assert!(
                 (l.start.y + r.start.y).abs() < 1e-12 && (l.start.yaw + r.start.yaw).abs() < 1e-12
