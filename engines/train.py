@@ -50,6 +50,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import augment  # noqa: E402
+from episode_cache import cache_name  # noqa: E402
 import mobile_vla as mv  # noqa: E402
 
 PROMPT_TEMPLATE = "<grounding>An image of a robot {instruction}"
@@ -112,7 +113,7 @@ def load_cached(files: list[str], cache_dir: Path, fh) -> list[dict]:
     eps = []
     t0 = time.time()
     for i, p in enumerate(files):
-        key = cache_dir / (Path(p).parent.name + "__" + Path(p).stem + ".npz")
+        key = cache_dir / cache_name(p)
         if key.exists():
             z = np.load(key, allow_pickle=False)
             ep = {"path": p, "images": z["images"], "actions": z["actions"], "events": list(z["events"]), "instruction": str(z["instruction"])}
