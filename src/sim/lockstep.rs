@@ -195,6 +195,12 @@ pub struct TrialRecord {
     pub dagger: Option<DaggerShare>,
 }
 
+/// The DART perturbation's stream for a trial: drawn per (seed, scenario),
+/// like the world, so the scenarios of a batch do not perturb in step.
+fn perturbation_stream(seed: u64, scenario: &str) -> SimRng {
+    SimRng::for_scenario(seed, scenario, 0x4441_5254) // "DART"
+}
+
 /// DAgger: the trial's key-press intervals (one per labelled row, the first
 /// from the start to the first press) and how many of them the expert drove,
 /// all or part (the policy's chunks were dropped from its takeover to the
@@ -459,7 +465,7 @@ pub fn run_trial(
         mailbox.push_back((done, processed.event, false));
         done
     };
-    let mut perturb_rng = SimRng::for_scenario(seed, &world.scenario, 0x4441_5254); // "DART"
+    let mut perturb_rng = perturbation_stream(seed, &world.scenario);
     let mut now = START;
     let verdict: Verdict = loop {
         // The expert presses a key: a pulse chunk, straight to the motor loop.
@@ -771,5 +777,22 @@ fn keep_frame(
         rgb,
         actions: actions.to_vec(),
         level,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_scenario_draws_its_own_perturbation_stream_for_a_seed() {
+        // Regression guard: the DART stream came from the seed alone, so every
+        // scenario of a collection perturbed the same rows with the same keys.
+        let first = |scenario: &str, seed: u64| perturbation_stream(seed, scenario).next_u64();
+        let a = first("1box_hori_left_core_close", 7);
+        assert_eq!(a, first("1box_hori_left_core_close", 7));
+        assert_ne!(a, first("1box_hori_right_core_close", 7));
+        assert_ne!(a, first("2box_hori_left_core_close", 7));
+        assert_ne!(a, first("1box_hori_left_core_close", 8));
     }
 }
