@@ -15,8 +15,10 @@
 //! `fork` in a threaded process: the child only runs the reader, allocates
 //! (glibc's allocator is fork-safe) and ends with `_exit`; it never logs or
 //! takes another lock of the parent. The HDF5 crate's library lock is held
-//! across the fork, so no other thread is inside libhdf5 at that moment and
-//! the child (the lock's owner there) can take it. Each file is checked once
+//! across the fork, so no other thread is inside libhdf5 at that moment; the
+//! child runs inside that lock (re-entrantly: it is the owner there) and
+//! never releases it, since a release could hand it to a parent thread that
+//! was waiting for it and does not exist in the child (see `run_child`). Each file is checked once
 //! per process (same size and modification time), so a looping replay does
 //! not fork again while the motor loop runs.
 
@@ -129,19 +131,36 @@ fn run_child(path: &Path, shown: &str, timeout: Duration) -> Result<(), EpisodeE
     // SAFETY: both descriptors are new and owned here.
     let (read_end, write_end) =
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: the child runs `child_main` only (see the module comment);
-    // holding the HDF5 lock across the fork keeps every other thread out of
-    // libhdf5 while its state is copied.
-    let pid = hdf5::sync::sync(|| unsafe { libc::fork() });
+    let (read_fd, write_fd) = (read_end.as_raw_fd(), write_end.as_raw_fd());
+    // The HDF5 crate's library lock is held across the fork, which keeps
+    // every other thread out of libhdf5 while its state is copied, and the
+    // child runs *inside* that lock and never releases it: its reads take
+    // the lock again re-entrantly (same thread, same thread id) and it ends
+    // with `_exit` inside the closure. Releasing it in the child hung the
+    // child now and then (ReadHung, tests/policy_fixture.rs, ~1 run in 15):
+    // when another parent thread was parked waiting for the lock at the
+    // fork, parking_lot's fair unlock can hand the lock to that waiter, a
+    // thread that does not exist in the child, so the child's next HDF5
+    // call waited for good (backtrace: child parked in RawMutex::lock_slow
+    // under `hdf5::sync::sync`, from `File::open`).
+    let pid = hdf5::sync::sync(|| {
+        // SAFETY: fork(2); the child runs `child_main` only (see the module
+        // comment) and never returns from this closure.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: in the child, closing our copy of the read end (a
+            // descriptor it owns) and taking ownership of the write end; the
+            // parent's `OwnedFd`s are never dropped here (`child_main` exits).
+            unsafe { libc::close(read_fd) };
+            child_main(path, unsafe { OwnedFd::from_raw_fd(write_fd) });
+        }
+        pid
+    });
     if pid < 0 {
         return Err(EpisodeError::Io {
             path: shown.to_string(),
             source: std::io::Error::last_os_error(),
         });
-    }
-    if pid == 0 {
-        drop(read_end);
-        child_main(path, write_end);
     }
     drop(write_end);
     let mut deadline = Instant::now() + timeout;
