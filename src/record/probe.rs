@@ -248,4 +248,33 @@ mod tests {
         assert!(CHECKED.lock().unwrap().as_ref().unwrap().contains_key(&key));
         check_in_child(path).unwrap();
     }
+
+    #[test]
+    fn a_thread_waiting_for_the_hdf5_lock_at_the_fork_does_not_hang_the_child() {
+        // Regression (tests/policy_fixture.rs failed now and then with
+        // ReadHung): the child released the HDF5 lock it inherited, and with
+        // a parent thread parked on that lock at the fork, parking_lot's fair
+        // unlock handed it to that thread, which does not exist in the child.
+        // Set that up: a holder keeps the lock; the prober parks on it first,
+        // a waiter parks behind it; the holder lets go, the prober forks with
+        // the waiter still parked.
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/episodes/episode_20250102_093000_v3_right.h5"
+        ));
+        for _ in 0..3 {
+            let holder = std::thread::spawn(|| {
+                hdf5::sync::sync(|| std::thread::sleep(Duration::from_millis(300)))
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            let prober =
+                std::thread::spawn(move || run_child(path, "episode.h5", Duration::from_secs(3)));
+            std::thread::sleep(Duration::from_millis(100));
+            let waiter = std::thread::spawn(|| hdf5::sync::sync(|| ()));
+            holder.join().unwrap();
+            let r = prober.join().unwrap();
+            waiter.join().unwrap();
+            assert!(r.is_ok(), "{r:?}");
+        }
+    }
 }
