@@ -30,8 +30,9 @@ pub const PULSE: Duration = Duration::from_millis(400);
 pub const PRESS_INTERVAL_MS: (f64, f64) = (700.0, 860.0);
 /// Distance one pulse covers at throttle 50 with the shipped calibration (~0.30 m/s × 0.4 s).
 const PULSE_DISTANCE_M: f64 = 0.12;
-/// Clearance the route keeps from obstacles' footprints beyond the robot's
-/// radius, and the margin a key press is asked to keep (soft, below). 0.12 m
+/// Clearance the route's waypoints keep from obstacles' footprints beyond
+/// the robot's radius (the legs between them need only 0.02 m), and the
+/// margin a key press is asked to keep (soft, below). 0.12 m
 /// = one pulse's travel: a careful operator keeps a pulse of room, so a policy
 /// imitating it a few centimetres off still clears the box. (0.08 m until
 /// 2026-12-08: with only the 0.02 m hard limit on keys, the demonstrations
