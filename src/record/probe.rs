@@ -18,9 +18,9 @@
 //! across the fork, so no other thread is inside libhdf5 at that moment; the
 //! child runs inside that lock (re-entrantly: it is the owner there) and
 //! never releases it, since a release could hand it to a parent thread that
-//! was waiting for it and does not exist in the child (see `run_child`). Each file is checked once
-//! per process (same size and modification time), so a looping replay does
-//! not fork again while the motor loop runs.
+//! was waiting for it and does not exist in the child (see `run_child`).
+//! Each file is checked once per process (same size and modification time),
+//! so a looping replay does not fork again while the motor loop runs.
 
 use std::collections::HashMap;
 use std::io::Read;

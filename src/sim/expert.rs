@@ -134,17 +134,14 @@ impl Expert {
                 pose.y + PULSE_DISTANCE_M * dir.sin(),
             );
             let mut cost = angle_diff(dir, want).abs();
-            let margin =
-                clearance(w, nx, ny).min(clearance(w, (pose.x + nx) / 2.0, (pose.y + ny) / 2.0));
+            // The pulse's end and midpoint: where it would come closest.
+            let (mx, my) = ((pose.x + nx) / 2.0, (pose.y + ny) / 2.0);
+            let margin = clearance(w, nx, ny).min(clearance(w, mx, my));
             if margin < HARD_MARGIN_M {
                 cost += 10.0; // would touch something: only if nothing else is possible
             }
             // The soft margin is kept from obstacles only: the goal is to be approached.
-            let room = obstacle_clearance(w, nx, ny).min(obstacle_clearance(
-                w,
-                (pose.x + nx) / 2.0,
-                (pose.y + ny) / 2.0,
-            ));
+            let room = obstacle_clearance(w, nx, ny).min(obstacle_clearance(w, mx, my));
             cost += SOFT_MARGIN_COST * ((CLEARANCE_M - room) / CLEARANCE_M).clamp(0.0, 1.0);
             if best.is_none_or(|b| cost < b.0) {
                 best = Some((cost, key, a));
@@ -219,15 +216,14 @@ fn angle_diff(a: f64, b: f64) -> f64 {
 fn clearance(w: &World, x: f64, y: f64) -> f64 {
     let r = w.robot_radius_m;
     let a = &w.arena;
-    let mut c = (x - a.x_min)
+    let walls = (x - a.x_min)
         .min(a.x_max - x)
         .min(y - a.y_min)
         .min(a.y_max - y)
         - r;
-    for o in w.obstacles.iter().chain(std::iter::once(&w.goal)) {
-        c = c.min(o.footprint_distance(x, y) - r);
-    }
-    c
+    walls
+        .min(obstacle_clearance(w, x, y))
+        .min(w.goal.footprint_distance(x, y) - r)
 }
 
 /// Free distance between the robot's footprint at (x, y) and the nearest obstacle
