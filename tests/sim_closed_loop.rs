@@ -911,8 +911,61 @@ fn the_expert_keeps_room_from_the_boxes_in_every_box_layout() {
         rooms[n / 2].0
     );
     // Measured 2026-12-08 on these 120 trials: min 0.022, p10 0.062, median
-    // 0.093 m; the 2 cm expert it replaced: 0.009, 0.024, 0.044 m.
+    // 0.093 m; the 2 cm expert it replaced: 0.009, 0.024, 0.044 m. With the
+    // first segment keeping room too (the next test): 0.075, 0.096, 0.115 m.
     assert!(rooms[0].0 > 0.0, "touched: {rooms:?}");
     assert!(rooms[n / 10].0 >= 0.045, "p10 {rooms:?}");
     assert!(rooms[n / 2].0 >= 0.07, "median {rooms:?}");
+}
+
+#[test]
+fn the_expert_steps_aside_before_a_close_box() {
+    // Regression: the expert left the start on a diagonal that grazed a close
+    // box's near corner and sidestepped only on its third key press; a policy
+    // that blurs its keys drove that diagonal straight into the corner. Now
+    // the first segment of its route keeps the boxes' room, so in a close
+    // layout it is well to the pass side of the box's edge before it has
+    // advanced 0.15 m.
+    // Every close scenario, 5 worlds each (seeds 1000..), through the motor path.
+    use mvla::sim::world::Side;
+    let c = Catalogue::builtin();
+    let config = Config::builtin_default();
+    let s = settings(&config);
+    let mut beyond = Vec::new();
+    for name in c.matching("*box_hori_*_close").unwrap() {
+        for seed in 1000..1005u64 {
+            let world = c.world(&name, seed).unwrap();
+            let r = run_trial(&world, seed, Driver::Expert, "expert", &s);
+            assert!(r.success(), "{name} seed {seed}: {}", r.reason);
+            // Lateral offset past the first box's pass-side edge (positive =
+            // clear of the edge towards the pass side), where the robot first
+            // reaches x = start + 0.15 m.
+            let (y0, y1) = world.obstacles[0].y_extent();
+            let side = world.pass_side.expect("box scenarios name a pass side");
+            let x_at = world.start.x + 0.15;
+            let p = r
+                .trajectory
+                .iter()
+                .find(|p| p.x >= x_at)
+                .unwrap_or_else(|| panic!("{name} seed {seed}: never advanced 0.15 m"));
+            let off = match side {
+                Side::Left => p.y - y1,
+                Side::Right => y0 - p.y,
+            };
+            beyond.push((off, format!("{name} seed {seed}")));
+        }
+    }
+    beyond.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = beyond.len();
+    eprintln!(
+        "expert's offset past the close box's edge at +0.15 m over {n} trials: min {:.3} ({}), median {:.3}",
+        beyond[0].0,
+        beyond[0].1,
+        beyond[n / 2].0
+    );
+    // Measured 2026-12-08 with this metric on these 40 trials: min 0.105,
+    // median 0.247 m; the expert before, whose route's first segment needed
+    // no room: min -0.058, median 0.017 m (fails both).
+    assert!(beyond[0].0 >= 0.08, "{beyond:?}");
+    assert!(beyond[n / 2].0 >= 0.18, "{beyond:?}");
 }
