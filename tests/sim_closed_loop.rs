@@ -868,17 +868,14 @@ fn hostile_sim_arguments_are_refused_and_nothing_is_overwritten() {
     assert!(!names.iter().any(|n| n.ends_with(".partial")), "{names:?}");
 }
 
-#[test]
-fn the_expert_keeps_room_from_the_boxes_in_every_box_layout() {
-    // Regression: the expert's keys were held off obstacles by 2 cm only, so
-    // its demonstrations skirted a close box's near corner by a few
-    // centimetres and a policy imitating them a little off clipped it.
-    // Every box scenario, 5 worlds each (seeds 1000..), through the motor path.
+/// The expert through the motor path in every scenario matching `glob`,
+/// worlds of seeds 1000–1004; each trial must succeed. (world, record, label).
+fn expert_trials(glob: &str) -> Vec<(mvla::sim::world::World, TrialRecord, String)> {
     let c = Catalogue::builtin();
     let config = Config::builtin_default();
     let s = settings(&config);
-    let mut rooms = Vec::new();
-    for name in c.matching("*box_hori_*").unwrap() {
+    let mut out = Vec::new();
+    for name in c.matching(glob).unwrap() {
         for seed in 1000..1005u64 {
             let world = c.world(&name, seed).unwrap();
             let r = run_trial(&world, seed, Driver::Expert, "expert", &s);
@@ -888,18 +885,31 @@ fn the_expert_keeps_room_from_the_boxes_in_every_box_layout() {
                 r.failure_code,
                 r.reason
             );
-            let room = r
-                .trajectory
-                .iter()
-                .flat_map(|p| {
-                    world
-                        .obstacles
-                        .iter()
-                        .map(move |o| o.footprint_distance(p.x, p.y) - world.robot_radius_m)
-                })
-                .fold(f64::INFINITY, f64::min);
-            rooms.push((room, format!("{name} seed {seed}")));
+            out.push((world, r, format!("{name} seed {seed}")));
         }
+    }
+    out
+}
+
+#[test]
+fn the_expert_keeps_room_from_the_boxes_in_every_box_layout() {
+    // Regression: the expert's keys were held off obstacles by 2 cm only, so
+    // its demonstrations skirted a close box's near corner by a few
+    // centimetres and a policy imitating them a little off clipped it.
+    // Every box scenario, 5 worlds each (seeds 1000..), through the motor path.
+    let mut rooms = Vec::new();
+    for (world, r, label) in expert_trials("*box_hori_*") {
+        let room = r
+            .trajectory
+            .iter()
+            .flat_map(|p| {
+                world
+                    .obstacles
+                    .iter()
+                    .map(move |o| o.footprint_distance(p.x, p.y) - world.robot_radius_m)
+            })
+            .fold(f64::INFINITY, f64::min);
+        rooms.push((room, label));
     }
     rooms.sort_by(|a, b| a.0.total_cmp(&b.0));
     let n = rooms.len();
@@ -928,32 +938,24 @@ fn the_expert_steps_aside_before_a_close_box() {
     // advanced 0.15 m.
     // Every close scenario, 5 worlds each (seeds 1000..), through the motor path.
     use mvla::sim::world::Side;
-    let c = Catalogue::builtin();
-    let config = Config::builtin_default();
-    let s = settings(&config);
     let mut beyond = Vec::new();
-    for name in c.matching("*box_hori_*_close").unwrap() {
-        for seed in 1000..1005u64 {
-            let world = c.world(&name, seed).unwrap();
-            let r = run_trial(&world, seed, Driver::Expert, "expert", &s);
-            assert!(r.success(), "{name} seed {seed}: {}", r.reason);
-            // Lateral offset past the first box's pass-side edge (positive =
-            // clear of the edge towards the pass side), where the robot first
-            // reaches x = start + 0.15 m.
-            let (y0, y1) = world.obstacles[0].y_extent();
-            let side = world.pass_side.expect("box scenarios name a pass side");
-            let x_at = world.start.x + 0.15;
-            let p = r
-                .trajectory
-                .iter()
-                .find(|p| p.x >= x_at)
-                .unwrap_or_else(|| panic!("{name} seed {seed}: never advanced 0.15 m"));
-            let off = match side {
-                Side::Left => p.y - y1,
-                Side::Right => y0 - p.y,
-            };
-            beyond.push((off, format!("{name} seed {seed}")));
-        }
+    for (world, r, label) in expert_trials("*box_hori_*_close") {
+        // Lateral offset past the first box's pass-side edge (positive =
+        // clear of the edge towards the pass side), where the robot first
+        // reaches x = start + 0.15 m.
+        let (y0, y1) = world.obstacles[0].y_extent();
+        let side = world.pass_side.expect("box scenarios name a pass side");
+        let x_at = world.start.x + 0.15;
+        let p = r
+            .trajectory
+            .iter()
+            .find(|p| p.x >= x_at)
+            .unwrap_or_else(|| panic!("{label}: never advanced 0.15 m"));
+        let off = match side {
+            Side::Left => p.y - y1,
+            Side::Right => y0 - p.y,
+        };
+        beyond.push((off, label));
     }
     beyond.sort_by(|a, b| a.0.total_cmp(&b.0));
     let n = beyond.len();

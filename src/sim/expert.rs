@@ -237,19 +237,21 @@ fn obstacle_clearance(w: &World, x: f64, y: f64) -> f64 {
 }
 
 fn segment_free(w: &World, a: (f64, f64), b: (f64, f64), margin: f64) -> bool {
-    let n = ((b.0 - a.0).hypot(b.1 - a.1) / 0.02).ceil().max(1.0) as usize;
-    (0..=n).all(|k| {
-        let f = k as f64 / n as f64;
-        clearance(w, a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f) >= margin
-    })
+    segment_keeps(w, a, b, margin, clearance)
 }
 
-/// Every point of the segment a-b keeps `margin` from the obstacles (walls and the goal aside).
-fn segment_room(w: &World, a: (f64, f64), b: (f64, f64), margin: f64) -> bool {
+/// Every point of the segment a-b (sampled every 2 cm) has `clear` ≥ `margin`.
+fn segment_keeps(
+    w: &World,
+    a: (f64, f64),
+    b: (f64, f64),
+    margin: f64,
+    clear: fn(&World, f64, f64) -> f64,
+) -> bool {
     let n = ((b.0 - a.0).hypot(b.1 - a.1) / 0.02).ceil().max(1.0) as usize;
     (0..=n).all(|k| {
         let f = k as f64 / n as f64;
-        obstacle_clearance(w, a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f) >= margin
+        clear(w, a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f) >= margin
     })
 }
 
@@ -326,6 +328,16 @@ fn shortest(
     let mut prev = vec![usize::MAX; n];
     let mut done = vec![false; n];
     dist[0] = 0.0;
+    // The segment out of the robot's start keeps the waypoints' room from the
+    // boxes (no more than the start itself has), so a box close ahead is
+    // cleared by stepping aside first, not by a diagonal that grazes its
+    // corner and is corrected by a late sidestep. (No path with that room:
+    // `plan` takes the path without it.)
+    let start_room = if first {
+        CLEARANCE_M.min(obstacle_clearance(w, a.0, a.1) - 0.01)
+    } else {
+        0.0
+    };
     for _ in 0..n {
         let Some(u) = (0..n)
             .filter(|&i| !done[i] && dist[i].is_finite())
@@ -346,16 +358,11 @@ fn shortest(
             if !segment_free(w, pts[u], pts[v], margin) {
                 continue;
             }
-            // The segment out of the robot's start keeps the waypoints' room from
-            // the boxes (no more than the start itself has), so a box close ahead
-            // is cleared by stepping aside first, not by a diagonal that grazes
-            // its corner and is corrected by a late sidestep. (No path with that
-            // room: `plan` takes the path without it.)
-            if u == 0 && first {
-                let room = CLEARANCE_M.min(obstacle_clearance(w, a.0, a.1) - 0.01);
-                if room > 0.0 && !segment_room(w, pts[u], pts[v], room) {
-                    continue;
-                }
+            if u == 0
+                && start_room > 0.0
+                && !segment_keeps(w, pts[u], pts[v], start_room, obstacle_clearance)
+            {
+                continue;
             }
             let d = dist[u] + (pts[u].0 - pts[v].0).hypot(pts[u].1 - pts[v].1);
             if d < dist[v] {
